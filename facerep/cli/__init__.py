@@ -1,0 +1,1 @@
+"""The `facerep` command line: thin wrappers over the Python API."""

@@ -1,0 +1,49 @@
+"""Shared CLI output: consoles, JSON printing, progress bars and one-line user errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+console = Console()
+console_err = Console(stderr=True)
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for; printed as one line, exit code 2."""
+
+
+def print_json(data: object) -> None:
+    """Print one JSON document on stdout, for scripts."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def progress_bar(description: str, quiet: bool) -> Iterator:
+    """A callback `(done, total)` that drives a rich progress bar on stderr (or nothing)."""
+    if quiet:
+        yield lambda done, total: None
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console_err,
+        transient=False,
+    )
+    task = bar.add_task(description, total=None, rate="")
+    with bar:
+
+        def update(done: int, total: int) -> None:
+            elapsed = bar.tasks[task].elapsed or 0.0
+            rate = f"{done / elapsed:.0f}/s" if elapsed > 0.5 else ""
+            bar.update(task, completed=done, total=total, rate=rate)
+
+        yield update

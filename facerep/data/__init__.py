@@ -1,0 +1,1 @@
+"""Prepared face datasets: folder walking, ingest, storage, splits and the PyTorch view."""

@@ -1,0 +1,43 @@
+"""Summaries of a prepared dataset, for `facerep info` and for people reading a run's inputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from facerep.data.store import open_dataset
+
+
+def describe_dataset(root: str | Path) -> dict:
+    """Counts of a prepared dataset as one JSON-ready dict.
+
+    Keys: `faces`, `images` (inputs that gave a face), `identities`, `failures` (inputs that gave
+    none), `failures_by_reason`, `ignored`, `images_per_identity` (min/median/max), `splits`,
+    `size` (crop side), `detector`, `path`.
+    """
+    data = open_dataset(root)
+    ok_files = [f for f in data.files if f[4] == "ok"]
+    per_identity = Counter(f[2] for f in ok_files if f[2] is not None)
+    failures = data.failures()
+    counts = np.array(sorted(per_identity.values()) or [0])
+    return {
+        "path": str(data.root),
+        "faces": len(data),
+        "images": len(ok_files),
+        "identities": len(per_identity),
+        "failures": sum(failures.values()),
+        "failures_by_reason": failures,
+        "ignored": sum(1 for f in data.files if f[4] == "ignored"),
+        "images_per_identity": {
+            "min": int(counts.min()),
+            "median": float(np.median(counts)),
+            "max": int(counts.max()),
+        }
+        if per_identity
+        else None,
+        "splits": dict(Counter(s for s in data.splits if s is not None)),
+        "size": data.size,
+        "detector": data.meta.get("detector"),
+    }

@@ -1,0 +1,67 @@
+"""Typed results shared across facerep: boxes, landmarks, head pose and faces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned face box in pixel coordinates of the image it was found in."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+    @property
+    def width(self) -> float:
+        """Box width in pixels."""
+        return self.right - self.left
+
+    @property
+    def height(self) -> float:
+        """Box height in pixels."""
+        return self.bottom - self.top
+
+    def as_list(self) -> list[float]:
+        """`[left, top, right, bottom]`, rounded to 0.1 px, for JSON and the manifest."""
+        return [round(v, 1) for v in (self.left, self.top, self.right, self.bottom)]
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Head pose in degrees: yaw (+ nose to the image's right), pitch (+ down), roll (+ clockwise)."""
+
+    yaw: float
+    pitch: float
+    roll: float
+
+    def as_list(self) -> list[float]:
+        """`[yaw, pitch, roll]`, rounded to 0.1 degree."""
+        return [round(v, 1) for v in (self.yaw, self.pitch, self.roll)]
+
+
+@dataclass
+class Face:
+    """One detected face: where it is, how sure the detector was, and its aligned crop.
+
+    Attributes:
+        box: the detector's box in source-image pixels.
+        score: the detector's confidence (HOG: SVM margin, CNN: MMOD score; higher is surer).
+        landmarks: `[5, 2]` dlib 5-point landmarks (eye corners, nose base) in source pixels.
+        crop_landmarks: the same 5 points in aligned-crop pixels.
+        pose: head pose estimated from the landmarks.
+        crop: `[S, S, 3]` uint8 aligned face crop, or None when not requested.
+        embedding: `[D]` float32 L2-normalised embedding, once an encoder has seen the face.
+    """
+
+    box: Box
+    score: float
+    landmarks: np.ndarray
+    crop_landmarks: np.ndarray
+    pose: Pose
+    crop: np.ndarray | None = field(default=None, repr=False)
+    embedding: np.ndarray | None = field(default=None, repr=False)
