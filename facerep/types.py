@@ -33,7 +33,7 @@ class Box:
 
 @dataclass(frozen=True)
 class Pose:
-    """Head pose in degrees: yaw (+ nose to the image's right), pitch (+ down), roll (+ clockwise)."""
+    """Head pose in degrees: yaw (+ nose to image right), pitch (+ down), roll (+ clockwise)."""
 
     yaw: float
     pitch: float
