@@ -96,7 +96,7 @@ def prepare_dataset(
         "template": alignment_template(options.size, options.padding).round(3).tolist(),
     }
     with DatasetWriter(out, options.size, meta) as writer:
-        tasks = _Tasks(items, writer.known_hashes(), summary)
+        tasks = _Tasks(items, writer.known_inputs(), summary)
         pending: list[FileRecord] = [_ignored_record(f) for f in ignored]
         done = 0
         for record in _run_tasks(iter(tasks), options, workers):
@@ -132,11 +132,16 @@ class _Tasks:
     Inputs that fail or repeat before any worker sees them become records collected here.
     """
 
-    def __init__(self, items: list[SourceItem], known: dict[str, str], summary: PrepareSummary):
+    def __init__(
+        self, items: list[SourceItem], known: list[tuple[str, str]], summary: PrepareSummary
+    ):
         self.items = items
-        self.known = known
+        self.done = set(known)
         self.summary = summary
+        # The first path seen with each content, earlier runs included.
         self.seen: dict[str, str] = {}
+        for digest, path in known:
+            self.seen.setdefault(digest, path)
         self._parent_records: list[FileRecord] = []
 
     def __iter__(self) -> Iterator[tuple]:
@@ -147,7 +152,7 @@ class _Tasks:
                 self._record(item, None, e.kind, e.reason)
                 continue
             digest = _content_hash(payload)
-            if digest in self.known:
+            if (digest, item.name) in self.done:
                 self.summary.already_done += 1
             elif digest in self.seen:
                 self._record(item, digest, "duplicate", f"same content as {self.seen[digest]}")

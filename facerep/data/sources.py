@@ -4,11 +4,14 @@ Layouts, as face datasets ship them:
 - `flat`: `SRC/<image>` (or any depth) with no identities, as an unlabeled corpus;
 - `identity`: `SRC/<identity>/<image>`, as ORL and LFW;
 - `split`: `SRC/<split>/<identity>/<image>`, as cs131_faces (`train/`, `test/`).
-`auto` recognises them from the folder tree.
+`auto` recognises them from the folder tree. A folder of more than `MAX_IMAGES_PER_IDENTITY`
+images is taken for a part of an unlabeled corpus, not for one person (the largest identities of
+VGGFace2 and CASIA-WebFace hold under 1,000 images), so such trees are read as flat.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,8 @@ import numpy as np
 from facerep.images import is_image_path
 
 Layout = Literal["auto", "flat", "identity", "split"]
+
+MAX_IMAGES_PER_IDENTITY = 1000
 
 SPLIT_NAMES = frozenset(
     {"train", "test", "val", "valid", "validation", "dev", "eval", "query", "gallery"}
@@ -98,13 +103,18 @@ def _walk(root: Path) -> Iterator[Path]:
 
 
 def _resolve_layout(root: Path, images: list[Path], layout: Layout) -> Layout:
-    depths = {len(p.relative_to(root).parts) for p in images}
-    tops = {p.relative_to(root).parts[0] for p in images if len(p.relative_to(root).parts) > 1}
+    parts = [p.relative_to(root).parts for p in images]
+    depths = {len(p) for p in parts}
+    tops = {p[0] for p in parts if len(p) > 1}
     splits_on_top = bool(tops) and all(top.lower() in SPLIT_NAMES for top in tops)
     if layout == "auto":
         if depths == {3} and splits_on_top:
             return "split"
-        return "identity" if depths and min(depths) >= 2 and not splits_on_top else "flat"
+        per_folder = Counter(p[-2] for p in parts if len(p) > 1)
+        person_sized = max(per_folder.values(), default=0) <= MAX_IMAGES_PER_IDENTITY
+        if depths and min(depths) >= 2 and not splits_on_top and person_sized:
+            return "identity"
+        return "flat"
     if layout == "split" and not (depths == {3}):
         raise ValueError(f"{root}: --layout split needs SRC/<split>/<identity>/<image>")
     if layout == "identity" and depths and min(depths) < 2:

@@ -132,10 +132,10 @@ class DatasetWriter:
                     f"use the same {key} or a new output folder"
                 )
 
-    def known_hashes(self) -> dict[str, str]:
-        """Content hash -> path of every input already recorded (any outcome)."""
-        rows = self._db.execute("SELECT hash, path FROM files WHERE hash IS NOT NULL")
-        return dict(rows.fetchall())
+    def known_inputs(self) -> list[tuple[str, str]]:
+        """(content hash, path) of every input already recorded, whatever its outcome."""
+        rows = self._db.execute("SELECT hash, path FROM files WHERE hash IS NOT NULL ORDER BY id")
+        return rows.fetchall()
 
     def add(self, records: Sequence[FileRecord]) -> None:
         """Append the crops of `records`, fsync, then commit their manifest rows atomically."""

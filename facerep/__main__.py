@@ -1,0 +1,5 @@
+"""`python -m facerep` runs the CLI."""
+
+from facerep.cli.app import main
+
+main()

@@ -1,0 +1,72 @@
+"""The `facerep` CLI through its real entry point: help, output, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import write_face_folder
+
+
+def facerep(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "facerep", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize("command", [[], ["prepare"], ["info"]])
+def test_help_on_every_command(command: list[str]) -> None:
+    result = facerep(*command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_prepare_builtin_sample_then_info_json(tmp_path: Path) -> None:
+    out = tmp_path / "lfw"
+    result = facerep("prepare", "builtin:lfw-sample", str(out), "--size", "32")
+    assert result.returncode == 0, result.stderr
+    assert "100 images found" in result.stdout
+    info = json.loads(facerep("info", str(out), "--json").stdout)
+    assert {"faces", "images", "identities", "failures", "size"} <= info.keys()
+    assert info["faces"] >= 90 and info["faces"] + info["failures"] == 100
+    assert info["identities"] == 0 and info["size"] == 32
+    table = facerep("info", str(out))
+    assert table.returncode == 0 and "identities" in table.stdout
+
+
+def test_prepare_json_and_exit_1_when_some_inputs_fail(
+    tmp_path: Path, lfw_faces: np.ndarray
+) -> None:
+    src = write_face_folder(tmp_path / "src", lfw_faces[:4], per_identity=2)
+    (src / "id0" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    result = facerep("prepare", str(src), str(tmp_path / "out"), "--size", "32", "--json")
+    assert result.returncode == 1
+    summary = json.loads(result.stdout)
+    assert summary["outcomes"]["corrupt"] == 1 and summary["outcomes"]["ok"] >= 3
+    [error] = summary["errors"]
+    assert error.startswith(f"{src / 'id0' / 'broken.jpg'}: ") and "\n" not in error
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prepare", "/no/such/folder", "OUT"], "/no/such/folder: no such folder or file"),
+        (["info", "/no/such/dataset"], "not a prepared dataset"),
+        (["prepare", "builtin:lfw-sample", "OUT", "--detector", "sift"], "sift"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
+    args = [str(tmp_path / a) if a == "OUT" else a for a in args]
+    result = facerep(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_quiet_prints_nothing_on_success(tmp_path: Path) -> None:
+    result = facerep("prepare", "builtin:lfw-sample", str(tmp_path / "o"), "--size", "32", "-q")
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""

@@ -1,0 +1,37 @@
+"""Shared fixtures: the real face data beside the checkout, and small generated face folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data` (ORL, cs131_faces, faces_unlabeled); skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real face data not found at {SHARED_DATA} (it is not shipped with the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def lfw_faces() -> np.ndarray:
+    """The 100 real 25x25 LFW face crops that scikit-image ships, as uint8 `[100, 25, 25]`."""
+    from skimage.data import lfw_subset
+
+    return np.round(lfw_subset()[:100] * 255).astype(np.uint8)
+
+
+def write_face_folder(root: Path, faces: np.ndarray, per_identity: int, upscale: int = 4) -> Path:
+    """Write `faces` as PNGs in identity folders `root/id<k>/<n>.png`, upscaled for detection."""
+    for i, face in enumerate(faces):
+        folder = root / f"id{i // per_identity}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(face).resize((face.shape[1] * upscale, face.shape[0] * upscale))
+        image.save(folder / f"{i % per_identity}.png")
+    return root

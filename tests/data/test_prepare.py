@@ -1,0 +1,158 @@
+"""Ingest: faces found and stored, incremental re-runs, duplicates, bad files, kill -9 safety."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facerep.data.prepare import PrepareOptions, prepare_dataset
+from facerep.data.store import MANIFEST_FILE, open_dataset
+from facerep.faces.find import find_faces
+from facerep.images import load_image
+from tests.conftest import write_face_folder
+
+SMALL = PrepareOptions(size=32)
+
+
+def read_report(out: Path) -> dict[str, tuple[str, str]]:
+    with open(out / "report.csv") as f:
+        return {Path(r["path"]).name: (r["status"], r["reason"]) for r in csv.DictReader(f)}
+
+
+@pytest.fixture
+def faces_dir(tmp_path: Path, lfw_faces: np.ndarray) -> Path:
+    """12 real LFW faces in 4 identity folders."""
+    return write_face_folder(tmp_path / "src", lfw_faces[:12], per_identity=3)
+
+
+def test_faces_are_found_aligned_and_labelled(faces_dir: Path, tmp_path: Path) -> None:
+    summary = prepare_dataset(faces_dir, tmp_path / "out", SMALL)
+    data = open_dataset(tmp_path / "out")
+    assert summary.outcomes["ok"] >= 10 and len(data) == summary.outcomes["ok"]
+    assert set(data.identities) <= {"id0", "id1", "id2", "id3"}
+    assert data.crops.shape[1:] == (32, 32, 3) and data.crops.std() > 10
+    # Landmarks are stored in crop pixels: they sit near the alignment template.
+    template = np.array(open_dataset(tmp_path / "out").meta["template"])
+    assert np.abs(data.landmarks - template).mean() < 3.0
+
+
+def test_rerun_skips_done_files_and_completes_new_ones(faces_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = prepare_dataset(faces_dir, out, SMALL)
+    again = prepare_dataset(faces_dir, out, SMALL)
+    assert again.already_done == 12 and again.faces_added == 0
+    shutil.copy(faces_dir / "id0" / "0.png", faces_dir / "id0" / "copy.png")
+    Image.fromarray(np.fliplr(load_image(faces_dir / "id1" / "0.png"))).save(
+        faces_dir / "id1" / "new.png"
+    )
+    third = prepare_dataset(faces_dir, out, SMALL)
+    assert third.already_done == 12
+    assert third.outcomes == {"duplicate": 1, "ok": 1}  # a copy of an earlier run's file
+    assert third.faces_added == 1
+    assert len(open_dataset(out)) == first.total_faces + 1
+    assert prepare_dataset(faces_dir, out, SMALL).already_done == 14
+
+
+def test_exact_duplicates_are_kept_once_and_reported(faces_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(faces_dir / "id0" / "0.png", faces_dir / "id2" / "dup.png")
+    summary = prepare_dataset(faces_dir, tmp_path / "out", SMALL)
+    assert summary.outcomes["duplicate"] == 1
+    status, reason = read_report(tmp_path / "out")["dup.png"]
+    assert status == "duplicate" and reason.startswith("same content as") and "0.png" in reason
+    assert list(open_dataset(tmp_path / "out").sources).count(str(faces_dir / "id2/dup.png")) == 0
+
+
+def test_every_bad_file_is_reported_and_the_rest_processed(faces_dir: Path, tmp_path: Path) -> None:
+    (faces_dir / "id0" / "empty.jpg").write_bytes(b"")
+    (faces_dir / "id0" / "text.png").write_text("not a picture")
+    good = (faces_dir / "id1" / "0.png").read_bytes()
+    (faces_dir / "id1" / "cut.png").write_bytes(good[: len(good) // 2])
+    Image.new("RGB", (300, 300), (128, 128, 128)).save(faces_dir / "id2" / "blank.png")
+    Image.new("RGB", (6, 6)).save(faces_dir / "id2" / "tiny.png")
+    Image.new("RGB", (2000, 1000)).save(faces_dir / "id3" / "huge.png")
+    (faces_dir / "notes.txt").write_text("hello")
+    options = PrepareOptions(size=32, max_pixels=1_000_000)
+    summary = prepare_dataset(faces_dir, tmp_path / "out", options)
+    report = read_report(tmp_path / "out")
+    assert report["empty.jpg"][0] == "corrupt" and "empty" in report["empty.jpg"][1]
+    assert report["text.png"] == ("corrupt", "not an image (unrecognised format)")
+    assert report["cut.png"][0] == "corrupt" and "truncated" in report["cut.png"][1]
+    assert report["blank.png"] == ("no_face", "no face found")
+    assert report["tiny.png"][0] == "too_small"
+    assert report["huge.png"][0] == "refused" and "exceeds the limit" in report["huge.png"][1]
+    assert report["notes.txt"] == ("ignored", "not an image file name")
+    assert summary.outcomes["ok"] >= 10  # the good faces were all still processed
+    assert len(summary.errors) == 4 and all("\n" not in e for e in summary.errors)
+
+
+def test_two_workers_give_the_same_dataset_as_one(faces_dir: Path, tmp_path: Path) -> None:
+    prepare_dataset(faces_dir, tmp_path / "one", SMALL, workers=1)
+    prepare_dataset(faces_dir, tmp_path / "two", SMALL, workers=2)
+    one, two = open_dataset(tmp_path / "one"), open_dataset(tmp_path / "two")
+    assert list(one.sources) == list(two.sources)
+    np.testing.assert_array_equal(np.asarray(one.crops), np.asarray(two.crops))
+
+
+def manifest_faces(out: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{out / MANIFEST_FILE}?mode=ro", uri=True, timeout=1)
+        try:
+            return db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_kill_9_loses_nothing_committed_and_a_rerun_completes(
+    tmp_path: Path, lfw_faces: np.ndarray
+) -> None:
+    # Large images make each file slow enough that the kill lands mid-run.
+    rng = np.random.default_rng(0)
+    faces = np.concatenate([lfw_faces[:93]] * 2)
+    noisy = np.clip(faces + rng.integers(-3, 4, faces.shape), 0, 255).astype(np.uint8)
+    src = write_face_folder(tmp_path / "src", noisy, per_identity=1000, upscale=16)
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "facerep",
+        "prepare",
+        str(src),
+        str(out),
+        "--size",
+        "32",
+        "--commit-every",
+        "4",
+        "--quiet",
+    ]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while manifest_faces(out) < 12 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "prepare finished before it could be killed"
+
+    interrupted = open_dataset(out)
+    assert 12 <= len(interrupted) < len(faces)
+    assert all(crop.std() > 5 for crop in interrupted.crops)  # every listed row has its crop
+    rerun = prepare_dataset(src, out, PrepareOptions(size=32))
+    assert rerun.already_done > 0
+    done = open_dataset(out)
+    assert len(done) == rerun.total_faces >= len(interrupted)
+    assert len(set(zip(done.sources, done.face_index, strict=True))) == len(done)
+    for row in (0, len(interrupted) - 1, len(done) - 1):  # rows still match their sources
+        expected = find_faces(load_image(done.sources[row]), size=32)[done.face_index[row]]
+        np.testing.assert_array_equal(done.crops[row], expected.crop)

@@ -1,0 +1,88 @@
+"""Folder layouts: which files are ingested, with which identity and split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facerep.data.sources import walk_source
+
+
+def touch(root: Path, *names: str) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def test_identity_folders_name_the_identity(tmp_path: Path) -> None:
+    touch(tmp_path, "alice/1.jpg", "alice/2.png", "bob/1.pgm", "README.md")
+    items, ignored = walk_source(tmp_path)
+    assert [(Path(i.name).name, i.identity, i.split) for i in items] == [
+        ("1.jpg", "alice", None),
+        ("2.png", "alice", None),
+        ("1.pgm", "bob", None),
+    ]
+    assert [(Path(f.name).name, f.reason) for f in ignored] == [
+        ("README.md", "not an image file name")
+    ]
+
+
+def test_flat_folder_has_no_identities(tmp_path: Path) -> None:
+    touch(tmp_path, "a.jpg", "b.JPEG", "c.webp")
+    items, _ = walk_source(tmp_path)
+    assert len(items) == 3
+    assert all(item.identity is None for item in items)
+
+
+def test_split_folders_above_identities_are_recognised(tmp_path: Path) -> None:
+    touch(tmp_path, "train/ann/1.jpg", "train/bob/1.jpg", "test/ann/1.jpg")
+    items, _ = walk_source(tmp_path)
+    assert {(i.split, i.identity) for i in items} == {
+        ("train", "ann"),
+        ("train", "bob"),
+        ("test", "ann"),
+    }
+    only_train, _ = walk_source(tmp_path, split="train")
+    assert {i.split for i in only_train} == {"train"} and len(only_train) == 2
+
+
+def test_unknown_split_is_a_clear_error(tmp_path: Path) -> None:
+    touch(tmp_path, "train/ann/1.jpg")
+    with pytest.raises(ValueError, match="no split folder named 'val'"):
+        walk_source(tmp_path, split="val")
+
+
+def test_hidden_files_and_folders_are_skipped(tmp_path: Path) -> None:
+    touch(tmp_path, "ann/1.jpg", "ann/._1.jpg", ".git/x.jpg", ".DS_Store")
+    items, ignored = walk_source(tmp_path)
+    assert [Path(i.name).name for i in items] == ["1.jpg"] and ignored == []
+
+
+def test_explicit_layout_must_fit(tmp_path: Path) -> None:
+    touch(tmp_path, "a.jpg")
+    with pytest.raises(ValueError, match="--layout identity needs"):
+        walk_source(tmp_path, layout="identity")
+
+
+def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no such folder or file"):
+        walk_source(tmp_path / "nope")
+
+
+def test_builtin_sample_lists_100_faces() -> None:
+    items, _ = walk_source("builtin:lfw-sample")
+    assert len(items) == 100
+    assert items[0].name == "builtin:lfw-sample/000.png"
+    assert items[0].load_array().shape == (25, 25)
+    with pytest.raises(ValueError, match="unknown built-in sample"):
+        walk_source("builtin:nope")
+
+
+def test_folders_too_big_for_one_person_are_read_as_flat(tmp_path: Path) -> None:
+    touch(tmp_path, *[f"celeba/{i}.jpg" for i in range(1001)], "utk/1.jpg")
+    items, _ = walk_source(tmp_path)
+    assert all(item.identity is None for item in items)
+    forced, _ = walk_source(tmp_path, layout="identity")
+    assert {item.identity for item in forced} == {"celeba", "utk"}

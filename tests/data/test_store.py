@@ -1,0 +1,91 @@
+"""The prepared-dataset store: round trip, crash leftovers, locking, atomic writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facerep.data.store import (
+    CROPS_FILE,
+    DatasetError,
+    DatasetWriter,
+    FaceRow,
+    FileRecord,
+    atomic_write,
+    open_dataset,
+)
+
+SIZE = 8
+
+
+def record(name: str, n_faces: int, identity: str | None = "ann", fill: int = 7) -> FileRecord:
+    faces = [
+        FaceRow(
+            np.full((SIZE, SIZE, 3), fill + i, np.uint8),
+            i,
+            [0.0, 0.0, 4.0, 4.0],
+            1.5,
+            [[float(i), 1.0]] * 5,
+            [1.0, 2.0, 3.0],
+        )
+        for i in range(n_faces)
+    ]
+    status = "ok" if n_faces else "no_face"
+    return FileRecord(name, f"hash-{name}", status, None, identity, None, faces)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    with DatasetWriter(tmp_path, SIZE, {}) as writer:
+        writer.add([record("a.jpg", 2, fill=10), record("b.jpg", 0)])
+        writer.add([record("c.jpg", 1, identity="bob", fill=50)])
+        assert writer.known_inputs() == [(f"hash-{n}", n) for n in ("a.jpg", "b.jpg", "c.jpg")]
+        writer.write_report()
+    data = open_dataset(tmp_path)
+    assert len(data) == 3 and data.crops.shape == (3, SIZE, SIZE, 3)
+    assert [int(c[0, 0, 0]) for c in data.crops] == [10, 11, 50]
+    assert list(data.identities) == ["ann", "ann", "bob"]
+    assert list(data.face_index) == [0, 1, 0]
+    assert data.landmarks.shape == (3, 5, 2) and data.poses.tolist()[0] == [1.0, 2.0, 3.0]
+    assert data.failures() == {"no_face": 1}
+    assert (tmp_path / "report.csv").read_text().splitlines()[1].startswith("b.jpg,no_face")
+
+
+def test_bytes_left_by_a_crash_are_dropped(tmp_path: Path) -> None:
+    with DatasetWriter(tmp_path, SIZE, {}) as writer:
+        writer.add([record("a.jpg", 1, fill=1)])
+    with open(tmp_path / CROPS_FILE, "ab") as f:  # a crash after the crops, before the commit
+        f.write(b"\xff" * SIZE * SIZE * 3 * 2)
+    assert len(open_dataset(tmp_path)) == 1
+    with DatasetWriter(tmp_path, SIZE, {}) as writer:
+        writer.add([record("b.jpg", 1, fill=2)])
+    data = open_dataset(tmp_path)
+    assert [int(c[0, 0, 0]) for c in data.crops] == [1, 2]
+    assert (tmp_path / CROPS_FILE).stat().st_size == 2 * SIZE * SIZE * 3
+
+
+def test_a_different_crop_size_is_refused(tmp_path: Path) -> None:
+    DatasetWriter(tmp_path, SIZE, {}).close()
+    with pytest.raises(DatasetError, match="prepared with size=8, not 16"):
+        DatasetWriter(tmp_path, 16, {})
+
+
+def test_only_one_writer_at_a_time(tmp_path: Path) -> None:
+    with DatasetWriter(tmp_path, SIZE, {}), pytest.raises(DatasetError, match="another"):
+        DatasetWriter(tmp_path, SIZE, {})
+
+
+def test_open_refuses_a_folder_that_is_not_a_dataset(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not a prepared dataset"):
+        open_dataset(tmp_path)
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "report.csv"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_write(target, "w") as f:
+        f.write("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]
