@@ -119,8 +119,12 @@ def _check_pixels(image: Image.Image, label: str, max_pixels: int) -> None:
 
 def _pil_to_rgb(image: Image.Image, label: str, max_pixels: int) -> np.ndarray:
     _check_pixels(image, label, max_pixels)
+    source_format = image.format  # a transposed copy no longer knows it
     image = ImageOps.exif_transpose(image) or image
     mode = image.mode
+    if mode == "I" and source_format == "PPM":
+        # Pillow widens PGM/PPM with maxval > 255 to int32 0..65535: still 16-bit data.
+        return _array_to_rgb(np.asarray(image).astype(np.uint16), label)
     if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return _array_to_rgb(np.asarray(image), label)
     if mode == "P":
@@ -163,11 +167,12 @@ def _to_uint8(array: np.ndarray, label: str) -> np.ndarray:
         return np.round(array * 255.0).astype(np.uint8)
     if np.issubdtype(array.dtype, np.integer):
         # 16-bit data keeps its full range: scale, never clip, so a dark 16-bit scan stays visible.
-        wide = array.dtype.itemsize >= 2 and (array.dtype == np.uint16 or array.max() > 255)
-        high = 65535 if wide else 255
+        is_uint16 = array.dtype.kind == "u" and array.dtype.itemsize == 2  # any byte order
+        high = 65535 if is_uint16 or array.max() > 255 else 255
         if array.min() < 0 or array.max() > 65535:
             raise ImageError(label, f"unsupported pixel range for dtype {array.dtype}")
-        return (array.astype(np.uint32) * 255 // high).astype(np.uint8)
+        # Round to nearest, as the float path does.
+        return ((array.astype(np.uint32) * 255 + high // 2) // high).astype(np.uint8)
     raise ImageError(label, f"unsupported pixel dtype {array.dtype}")
 
 

@@ -44,11 +44,26 @@ def estimate_pose(landmarks: np.ndarray) -> Pose:
     offset = points[4] - (eye_right_img + eye_left_img) / 2
     nose_x = (cos_r * offset[0] - sin_r * offset[1]) / interocular
     nose_y = (sin_r * offset[0] + cos_r * offset[1]) / interocular
-    # Weak perspective: yaw shifts the nose by depth*sin and shortens the eye line by cos.
-    yaw = math.atan2(nose_x, NOSE_DEPTH)
-    nose_y *= math.cos(yaw)
-    # Pitching by p moves the nose base to drop*cos(p) + depth*sin(p) below the eye line.
+    yaw, drop = _solve_yaw(nose_x, nose_y)
+    # Pitch p puts the nose base drop*cos(p) + depth*sin(p) below the eye line, and
+    # depth*cos(p) - drop*sin(p) in front of it; the two lie on a circle of radius `reach`.
     reach = math.hypot(NOSE_DROP, NOSE_DEPTH)
-    phase = math.atan2(NOSE_DEPTH, NOSE_DROP)
-    pitch = phase - math.acos(max(-1.0, min(1.0, nose_y / reach)))
+    depth = math.sqrt(max(reach**2 - drop**2, 0.0))
+    pitch = math.atan2(NOSE_DEPTH, NOSE_DROP) - math.atan2(depth, drop)
     return Pose(math.degrees(yaw), math.degrees(pitch), math.degrees(roll))
+
+
+def _solve_yaw(u: float, v: float) -> tuple[float, float]:
+    """Yaw, and the nose's true drop below the eyes, from the de-rolled nose offset (u, v).
+
+    Pitch, then yaw, under weak perspective: the eye line shrinks to cos(yaw), so u = z*tan(yaw)
+    and v = y/cos(yaw) for the nose's drop y and depth z, with y^2 + z^2 = reach^2. With
+    s = cos^2(yaw) that is v^2 s^2 - (u^2 + v^2 + reach^2) s + reach^2 = 0: the smaller root.
+    Beyond ~24 degrees down the nose's drop shrinks again, so larger pitches read smaller.
+    """
+    reach2 = NOSE_DROP**2 + NOSE_DEPTH**2
+    b = u * u + v * v + reach2
+    # The stable form of the smaller root, exact also when v = 0.
+    s = 2.0 * reach2 / (b + math.sqrt(max(b * b - 4.0 * v * v * reach2, 0.0)))
+    cos_yaw = math.sqrt(min(max(s, 0.0), 1.0))
+    return math.copysign(math.acos(cos_yaw), u), v * cos_yaw
