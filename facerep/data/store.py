@@ -230,6 +230,10 @@ def atomic_write(path: str | Path, mode: str = "wb", **kwargs: object) -> Iterat
     """Write a temp file beside `path`, fsync, rename over it: a crash leaves the old file."""
     path = Path(path)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # mkstemp makes owner-only files; give the result the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(temp, 0o666 & ~umask)
     try:
         with os.fdopen(handle, mode, **kwargs) as f:
             yield f

@@ -60,7 +60,7 @@ def test_detections_map_back_from_a_shrunk_large_photo(astronaut, astronaut_land
 
 
 def test_detections_map_back_from_a_thumbnail(astronaut, astronaut_landmarks):
-    # An 80x80 face thumbnail is padded and upsampled for detection, then mapped back.
+    # An 80x80 face thumbnail is upsampled for detection, then mapped back.
     thumbnail = resize(astronaut[60:220, 140:300], 80, 80)
     detections = detect_faces(thumbnail)
     assert len(detections) == 1
@@ -74,7 +74,7 @@ def test_tight_large_portrait_is_found_with_a_margin(astronaut, astronaut_landma
     # border, so the first pass misses it and the padded retry must find it.
     top, bottom, left, right = 93, 170, 189, 256
     tight = resize(astronaut[top:bottom, left:right], 500, 500)
-    assert _detect_once(tight, "hog", 0, pad=False) == []  # the case the retry is for
+    assert _detect_once(tight, 1.0, 0, "hog", 0) == []  # the case the retry is for
     detections = detect_faces(tight)
     assert len(detections) == 1
     scale = np.array([500 / (right - left), 500 / (bottom - top)])

@@ -1,0 +1,149 @@
+"""A small convolutional autoencoder: the baseline the masked autoencoder has to beat.
+
+It takes the MAE's calls (`forward(imgs, mask_ratio, mask) -> (loss, pred, mask)`, `embed`), so
+one trainer and one evaluation run both. Masking is input masking, as in Pathak et al.,
+"Context Encoders: Feature Learning by Inpainting" (CVPR 2016): the masked patches are zeroed
+in the input, the whole image goes through the convolutions, and the loss is the MAE's
+(`reconstruction_loss`): masked patches only, or every patch at ratio 0, where this is a plain
+autoencoder. Same mask, same target, same loss: only the architecture differs from the MAE.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+
+import torch
+from torch import nn
+
+from facerep.models.mae import Pool, reconstruction_loss
+from facerep.models.masking import index_mask, random_mask
+from facerep.models.vit import patchify, to_pair
+
+# GroupNorm rather than BatchNorm: zeroed patches and small batches would skew batch statistics.
+MAX_NORM_GROUPS = 8
+
+
+def conv_stage(in_channels: int, out_channels: int, transpose: bool = False) -> nn.Sequential:
+    """One resolution step: a stride-2 4x4 (transposed) convolution, GroupNorm, GELU."""
+    conv = nn.ConvTranspose2d if transpose else nn.Conv2d
+    return nn.Sequential(
+        conv(in_channels, out_channels, kernel_size=4, stride=2, padding=1),
+        nn.GroupNorm(math.gcd(MAX_NORM_GROUPS, out_channels), out_channels),
+        nn.GELU(),
+    )
+
+
+class ConvAutoencoder(nn.Module):
+    """Convolutional autoencoder with the MAE's forward signature.
+
+    Each of `depth` stages halves the resolution and doubles the width, ending at `embed_dim`
+    channels; the decoder mirrors it and a 3x3 convolution predicts the pixels.
+
+    Args:
+        img_size: input side in pixels, a multiple of `patch_size` and of `2**depth`.
+        patch_size: side of the masked patches p (and of the loss's patches).
+        in_chans: image channels.
+        embed_dim: bottleneck channels (the embedding size `embed` returns).
+        depth: downsampling stages.
+        norm_pix_loss: reconstruct per-patch normalised pixels, as the MAE does by default.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 64,
+        patch_size: int = 8,
+        in_chans: int = 3,
+        embed_dim: int = 256,
+        depth: int = 4,
+        norm_pix_loss: bool = True,
+    ):
+        super().__init__()
+        height, width = to_pair(img_size)
+        if height % patch_size or width % patch_size:
+            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+        if height % 2**depth or width % 2**depth:
+            raise ValueError(f"img_size {img_size} cannot be halved {depth} times (depth)")
+        if embed_dim % 2 ** (depth - 1):
+            raise ValueError(f"embed_dim {embed_dim} cannot be halved {depth - 1} times")
+        self.img_size = (height, width)
+        self.patch_size = patch_size
+        self.in_chans = in_chans
+        self.grid_size = (height // patch_size, width // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.embed_dim = embed_dim
+        self.norm_pix_loss = norm_pix_loss
+
+        widths = [embed_dim // 2 ** (depth - 1 - i) for i in range(depth)]
+        self.encoder = nn.Sequential(
+            *[conv_stage(c_in, c_out) for c_in, c_out in pairwise([in_chans, *widths])]
+        )
+        back = [*widths[::-1], widths[0]]  # the last stage keeps the first width, at full size
+        self.decoder = nn.Sequential(
+            *[conv_stage(c_in, c_out, transpose=True) for c_in, c_out in pairwise(back)]
+        )
+        self.decoder_pred = nn.Conv2d(back[-1], in_chans, kernel_size=3, padding=1)
+
+    def forward_encoder(
+        self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero the masked patches and encode the whole image.
+
+        Args:
+            imgs: `[N, 3, H, W]`.
+            mask_ratio: fraction hidden by a fresh uniform random mask; ignored with `mask`.
+            mask: `[N, L]` 0/1 (1 = masked) made elsewhere, the same count in every row.
+
+        Returns:
+            latent `[N, D, H / 2**depth, W / 2**depth]` and mask `[N, L]` float.
+        """
+        if tuple(imgs.shape[-2:]) != self.img_size:
+            raise ValueError(
+                f"images are {tuple(imgs.shape[-2:])} but the model was built for {self.img_size}"
+            )
+        n, length = imgs.shape[0], self.num_patches
+        if mask is None:
+            mask = random_mask(n, length, mask_ratio, device=imgs.device).mask
+        elif tuple(mask.shape) != (n, length):
+            raise ValueError(f"mask is {tuple(mask.shape)} but this batch needs [{n}, {length}]")
+        else:
+            mask = index_mask(mask.to(imgs.device)).mask
+        mask = mask.to(imgs.dtype)
+        return self.encoder(imgs * (1 - self.mask_pixels(mask))), mask
+
+    def mask_pixels(self, mask: torch.Tensor) -> torch.Tensor:
+        """Spread a patch mask over pixels: `[N, L]` -> `[N, 1, H, W]`."""
+        p = self.patch_size
+        grid = mask.reshape(mask.shape[0], 1, *self.grid_size)
+        return grid.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)
+
+    def forward_decoder(self, latent: torch.Tensor) -> torch.Tensor:
+        """`latent [N, D, h, w]` -> pred `[N, L, p*p*3]`, patches in image order."""
+        return patchify(self.decoder_pred(self.decoder(latent)), self.patch_size)
+
+    def forward_loss(
+        self, imgs: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The MAE's loss: see `reconstruction_loss`."""
+        return reconstruction_loss(imgs, pred, mask, self.patch_size, self.norm_pix_loss)
+
+    def forward(
+        self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`imgs [N, 3, H, W]` -> loss (scalar), pred `[N, L, p*p*3]`, mask `[N, L]`."""
+        latent, mask = self.forward_encoder(imgs, mask_ratio, mask)
+        pred = self.forward_decoder(latent)
+        return self.forward_loss(imgs, pred, mask), pred, mask
+
+    def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
+        """The unmasked image's bottleneck: `[N, 3, H, W]` -> `[N, D, h, w]`."""
+        return self.encoder(imgs)
+
+    def embed(self, imgs: torch.Tensor, pool: Pool = "mean") -> torch.Tensor:
+        """One vector per image, the bottleneck averaged over space: `[N, 3, H, W]` -> `[N, D]`.
+
+        `pool` is there so callers treat both models alike; only "mean" exists (no class token).
+        """
+        if pool != "mean":
+            raise ValueError(f"a convolutional autoencoder pools by 'mean' only, got {pool!r}")
+        return self.forward_features(imgs).mean(dim=(2, 3))

@@ -1,0 +1,167 @@
+"""The masked autoencoder: every registered model builds and trains; MAE's invariants hold."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facerep.models import MaskedAutoencoder, create_model, list_models
+from facerep.models.masking import num_masked
+from facerep.models.vit import patchify
+from tests.models.conftest import fixed_mask, overfit
+
+# Encoder sizes in millions of parameters (class token and patch embedding included, fixed
+# position codes not): ViT-Ti 5.7M and ViT-S 22M with their 1000-class heads (DeiT), ViT-B 86M
+# (the ViT paper, Table 1); ours have no head, and an 8 px patch embedding is smaller than 16 px.
+ENCODER_PARAMS_M = {
+    "mae_vit_tiny_p8_64": (5.2, 5.7),
+    "mae_vit_tiny_p16_112": (5.2, 5.7),
+    "mae_vit_small_p8_64": (21.0, 22.0),
+    "mae_vit_small_p16_112": (21.0, 22.0),
+    "mae_vit_base_p16_112": (85.0, 87.0),
+}
+# Forward + backward of ViT-B's 112M parameters costs seconds on 2 CPU cores: built and counted,
+# its forward checked without gradients.
+NO_BACKWARD = {"mae_vit_base_p16_112"}
+
+
+def encoder_params(model: torch.nn.Module) -> int:
+    return sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if p.requires_grad and not name.startswith(("decoder", "mask_token"))
+    )
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_builds_runs_and_backpropagates(name: str) -> None:
+    # The same layers at 32 px (4 to 16 patches) run fast on CPU and count the same parameters:
+    # only the fixed position codes depend on the image size.
+    torch.manual_seed(0)
+    model = create_model(name, img_size=32)
+    if name in ENCODER_PARAMS_M:
+        low, high = ENCODER_PARAMS_M[name]
+        assert low <= encoder_params(model) / 1e6 <= high
+    imgs = torch.rand(2, 3, 32, 32)
+    p, length = model.patch_size, model.num_patches
+    with torch.set_grad_enabled(name not in NO_BACKWARD):
+        loss, pred, mask = model(imgs, mask_ratio=0.75)
+    assert pred.shape == (2, length, p * p * 3) and mask.shape == (2, length)
+    assert torch.all(mask.sum(dim=1) == num_masked(length, 0.75))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    if name not in NO_BACKWARD:
+        loss.backward()
+        assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    with torch.no_grad():
+        assert model.embed(imgs).shape == (2, model.embed_dim)
+
+
+@pytest.fixture
+def vit_test() -> MaskedAutoencoder:
+    torch.manual_seed(0)
+    return create_model("vit-test")
+
+
+def test_position_embeddings_are_fixed(vit_test: MaskedAutoencoder) -> None:
+    assert vit_test.pos_embed.shape == (1, 1 + 16, 32)
+    assert not vit_test.pos_embed.requires_grad
+    assert not vit_test.decoder_pos_embed.requires_grad
+    loss, _, _ = vit_test(torch.rand(2, 3, 32, 32))
+    loss.backward()
+    assert vit_test.pos_embed.grad is None
+
+
+def test_loss_counts_masked_patches_only(vit_test: MaskedAutoencoder) -> None:
+    imgs = torch.rand(2, 3, 32, 32)
+    mask = fixed_mask(2, 16, 0.5)
+    pred = torch.randn(2, 16, 192)
+    loss = vit_test.forward_loss(imgs, pred, mask)
+    visible_changed = pred + 5.0 * (1 - mask)[..., None]
+    masked_changed = pred + 5.0 * mask[..., None]
+    assert vit_test.forward_loss(imgs, visible_changed, mask) == pytest.approx(loss.item())
+    assert vit_test.forward_loss(imgs, masked_changed, mask) > loss + 1.0
+
+
+def test_raw_pixel_loss_is_the_mean_squared_error_of_masked_patches() -> None:
+    model = create_model("vit-test", norm_pix_loss=False)
+    imgs = torch.rand(2, 3, 32, 32)
+    mask = fixed_mask(2, 16, 0.25)
+    pred = torch.rand(2, 16, 192)
+    per_patch = ((pred - patchify(imgs, 8)) ** 2).mean(dim=-1)
+    expected = per_patch[mask.bool()].mean()
+    torch.testing.assert_close(model.forward_loss(imgs, pred, mask), expected)
+    all_visible = torch.zeros(2, 16)  # ratio 0: a plain autoencoder, every patch counts
+    torch.testing.assert_close(model.forward_loss(imgs, pred, all_visible), per_patch.mean())
+
+
+def test_external_mask_is_honoured(vit_test: MaskedAutoencoder) -> None:
+    imgs = torch.rand(3, 3, 32, 32)
+    mask = fixed_mask(3, 16, 0.625)
+    latent, returned, ids_restore = vit_test.forward_encoder(imgs, mask_ratio=0.1, mask=mask)
+    assert latent.shape == (3, 1 + 16 - 10, 32)
+    assert torch.equal(returned, mask) and ids_restore.shape == (3, 16)
+    _, pred, returned = vit_test(imgs, mask=mask.bool())
+    assert torch.equal(returned, mask) and pred.shape == (3, 16, 192)
+    with pytest.raises(ValueError, match="this batch needs"):
+        vit_test(imgs, mask=mask[:, :8])
+
+
+def test_encoder_sees_only_visible_patches(vit_test: MaskedAutoencoder) -> None:
+    imgs = torch.rand(2, 3, 32, 32)
+    mask = fixed_mask(2, 16, 0.75)
+    hidden = mask.reshape(2, 1, 4, 4).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    scribbled = torch.where(hidden.bool(), torch.rand_like(imgs), imgs)
+    latent, _, _ = vit_test.forward_encoder(imgs, mask=mask)
+    latent_scribbled, _, _ = vit_test.forward_encoder(scribbled, mask=mask)
+    torch.testing.assert_close(latent, latent_scribbled)
+
+
+def test_decoder_puts_predictions_back_in_image_order(vit_test: MaskedAutoencoder) -> None:
+    # With the same visible set, shuffling which patches the encoder saw first changes nothing.
+    imgs = torch.rand(1, 3, 32, 32)
+    mask = fixed_mask(1, 16, 0.5)
+    _, pred, _ = vit_test(imgs, mask=mask)
+    latent, _, ids_restore = vit_test.forward_encoder(imgs, mask=mask)
+    torch.testing.assert_close(vit_test.forward_decoder(latent, ids_restore), pred)
+
+
+def test_embed_is_mask_free_and_pools_as_asked(vit_test: MaskedAutoencoder) -> None:
+    vit_test.eval()
+    imgs = torch.rand(4, 3, 32, 32)
+    torch.manual_seed(1)
+    first = vit_test.embed(imgs)
+    torch.manual_seed(2)
+    assert torch.equal(vit_test.embed(imgs), first)
+    tokens = vit_test.forward_features(imgs)
+    assert tokens.shape == (4, 1 + 16, 32) and first.shape == (4, 32)
+    torch.testing.assert_close(first, tokens[:, 1:].mean(dim=1))
+    torch.testing.assert_close(vit_test.embed(imgs, pool="cls"), tokens[:, 0])
+    with pytest.raises(ValueError, match="unknown pool"):
+        vit_test.embed(imgs, pool="max")  # type: ignore[arg-type]
+
+
+def test_init_follows_mae(vit_test: MaskedAutoencoder) -> None:
+    assert 0.005 < vit_test.cls_token.std() < 0.05
+    assert torch.all(vit_test.blocks[0].attn.qkv.bias == 0)
+    assert torch.all(vit_test.norm.weight == 1)
+
+
+# Raw pixels fall fast (mean colours first); normalised patches start near 1.0, the loss of
+# predicting each patch's mean, and must learn shapes, so 30 steps move them less.
+@pytest.mark.parametrize(("norm_pix_loss", "factor"), [(False, 0.3), (True, 0.8)])
+def test_loss_falls_when_overfitting_a_tiny_batch(norm_pix_loss: bool, factor: float) -> None:
+    torch.manual_seed(0)
+    losses = overfit(create_model("vit-test", norm_pix_loss=norm_pix_loss))
+    assert losses[-1] < factor * losses[0], losses
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trains_on_cuda_under_bf16_autocast() -> None:
+    model = create_model("vit-test").cuda()
+    imgs = torch.rand(4, 3, 32, 32, device="cuda")
+    mask = fixed_mask(4, 16, 0.75)  # made on the CPU, as a data loader would
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss, pred, returned = model(imgs, mask=mask)
+    loss.backward()
+    assert torch.isfinite(loss) and pred.shape == (4, 16, 192) and returned.is_cuda
+    assert model.embed(imgs).shape == (4, 32)
