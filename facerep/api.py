@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from facerep.encoders.base import Encoder
 from facerep.faces.dlib_models import DetectorName
 from facerep.faces.find import find_faces
 from facerep.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
@@ -26,3 +29,16 @@ def detect(
     """
     pixels = load_image(image, max_pixels=max_pixels)
     return find_faces(pixels, size=size, detector=detector, upsample=upsample)
+
+
+def load_encoder(name_or_run: str | Path, **options: object) -> Encoder:
+    """An encoder by run directory (a `facerep pretrain` output), rebuilt from it alone.
+
+    Options go to the encoder (for a run: `pool="mean"|"cls"`, `batch_size`, `device`).
+    """
+    from facerep.encoders.mae import RunEncoder
+
+    path = Path(name_or_run)
+    if not (path / "config.json").is_file():
+        raise ValueError(f"{name_or_run}: not a facerep run directory (no config.json)")
+    return RunEncoder(path, **options)

@@ -35,3 +35,13 @@ def write_face_folder(root: Path, faces: np.ndarray, per_identity: int, upscale:
         image = Image.fromarray(face).resize((face.shape[1] * upscale, face.shape[0] * upscale))
         image.save(folder / f"{i % per_identity}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def lfw_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in LFW sample prepared at 32 px (93 faces, no identities)."""
+    from facerep.data.prepare import PrepareOptions, prepare_dataset
+
+    out = tmp_path_factory.mktemp("lfw32") / "data"
+    prepare_dataset("builtin:lfw-sample", out, PrepareOptions(size=32))
+    return out

@@ -6,11 +6,16 @@ Exit codes: 0 success, 1 when some inputs failed (the rest were processed), 2 on
 
 from __future__ import annotations
 
+import os
 import sys
+
+# Before torch loads: idle OpenMP threads must sleep, not spin, on a shared CPU, or training
+# and embedding run many times slower when anything else is busy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from facerep.cli import data_commands
+from facerep.cli import data_commands, pretrain_command
 from facerep.cli.output import UsageError, console_err
 
 app = typer.Typer(
@@ -21,6 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 data_commands.register(app)
+pretrain_command.register(app)
 
 
 def main() -> None:

@@ -225,15 +225,20 @@ def _face_count(db: sqlite3.Connection) -> int:
     return db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
 
 
+def ordinary_file_mode() -> int:
+    """The permissions `open(path, "w")` gives a new file under the current umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb", **kwargs: object) -> Iterator:
     """Write a temp file beside `path`, fsync, rename over it: a crash leaves the old file."""
     path = Path(path)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     # mkstemp makes owner-only files; give the result the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)
+    os.chmod(temp, ordinary_file_mode())
     try:
         with os.fdopen(handle, mode, **kwargs) as f:
             yield f

@@ -1,0 +1,1 @@
+"""Pretraining: config, data, augmentation, the loop, checkpoints, distributed runs, observation."""

@@ -1,0 +1,156 @@
+"""Run directories and checkpoints: safetensors weights, JSON config and state, written atomically.
+
+    RUN/config.json                 model config, training config, preprocessing: rebuilds the model
+    RUN/model.safetensors           the latest weights (what `facerep.load_encoder(RUN)` reads)
+    RUN/checkpoints/step-00000200/  model.safetensors, optimizer.safetensors (+ RNG), state.json
+    RUN/checkpoints/latest          the name of the newest complete checkpoint
+
+A checkpoint is written into a hidden temporary folder, fsynced and renamed into place, and only
+then named in `latest`: a crash at any moment leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from facerep.data.store import atomic_write, ordinary_file_mode
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest"
+
+
+@dataclass
+class Checkpoint:
+    """What a resumed run needs: weights, optimizer state, step and the loss history so far."""
+
+    step: int
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    losses: list[float]
+    torch_rng: torch.Tensor | None
+
+
+def write_run_config(run: Path, config: dict[str, Any]) -> None:
+    """Write RUN/config.json atomically."""
+    run.mkdir(parents=True, exist_ok=True)
+    with atomic_write(run / CONFIG_FILE, "w") as f:
+        json.dump(config, f, indent=2)
+
+
+def read_run_config(run: str | Path) -> dict[str, Any]:
+    """Read RUN/config.json, with a one-line error when RUN is not a facerep run."""
+    path = Path(run) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{run}: not a facerep run directory (no {CONFIG_FILE})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: damaged ({e})") from None
+
+
+def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Save a state dict as safetensors, atomically."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    temp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(temp))
+    os.chmod(temp, ordinary_file_mode())
+    _fsync(temp)
+    os.replace(temp, path)
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load safetensors weights on the CPU."""
+    return load_file(str(path), device="cpu")
+
+
+def save_checkpoint(run: Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
+    """Write a complete checkpoint and point `latest` at it; keep the newest `keep`."""
+    root = run / CHECKPOINTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{checkpoint.step:08d}"
+    temp = root / f".{name}.tmp"
+    shutil.rmtree(temp, ignore_errors=True)
+    temp.mkdir()
+    save_weights(temp / WEIGHTS_FILE, checkpoint.model_state)
+    tensors, layout = _flatten_optimizer(checkpoint.optimizer_state)
+    if checkpoint.torch_rng is not None:
+        tensors["rng.torch"] = checkpoint.torch_rng
+    save_weights(temp / "optimizer.safetensors", tensors)
+    state = {"step": checkpoint.step, "losses": checkpoint.losses, "optimizer": layout}
+    with atomic_write(temp / "state.json", "w") as f:
+        json.dump(state, f)
+    final = root / name
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(temp, final)
+    _fsync(root)
+    with atomic_write(root / LATEST_FILE, "w") as f:
+        f.write(name)
+    save_weights(run / WEIGHTS_FILE, checkpoint.model_state)
+    _prune(root, keep)
+    return final
+
+
+def load_checkpoint(run: str | Path) -> Checkpoint:
+    """Load the checkpoint named in RUN/checkpoints/latest."""
+    root = Path(run) / CHECKPOINTS_DIR
+    try:
+        folder = root / (root / LATEST_FILE).read_text().strip()
+    except FileNotFoundError:
+        raise ValueError(f"{run}: no checkpoint to resume from") from None
+    state = json.loads((folder / "state.json").read_text())
+    tensors = load_weights(folder / "optimizer.safetensors")
+    return Checkpoint(
+        step=int(state["step"]),
+        model_state=load_weights(folder / WEIGHTS_FILE),
+        optimizer_state=_unflatten_optimizer(tensors, state["optimizer"]),
+        losses=[float(v) for v in state["losses"]],
+        torch_rng=tensors.get("rng.torch"),
+    )
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state tensors by flat key, and the JSON-ready rest (param groups, scalars)."""
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: dict[str, Any]) -> dict:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("state."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for name, value in layout["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": layout["param_groups"]}
+
+
+def _prune(root: Path, keep: int) -> None:
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for old in steps[: max(0, len(steps) - keep)]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,102 @@
+"""The pretraining configuration: one typed dataclass, overridable from a TOML file and the CLI.
+
+Defaults follow MAE's pretraining recipe (He et al. 2022: AdamW with betas (0.9, 0.95), weight
+decay 0.05, base lr 1.5e-4 scaled by batch/256, cosine decay after a warmup), shortened for the
+small face corpora this project trains on.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from facerep.models.masking import MaskingStrategy
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a pretraining run; saved as config.json beside its checkpoints."""
+
+    datasets: tuple[str, ...] = ()  # prepared dataset folders, read together
+    out: str = "runs/pretrain"  # run directory: checkpoints, logs, figures
+    model: str = "vit-tiny"  # a registered name or alias (facerep.models.list_models)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"decoder_depth": 2}
+    masking: MaskingStrategy = "random"  # random (MAE), face-regions (FSFM), noise (ColorMAE)
+    mask_ratio: float = 0.75  # MAE's ratio; faces are as redundant as ImageNet photos
+    epochs: int = 100
+    batch_size: int = 64  # global batch, split across processes under torchrun
+    blr: float = 1.5e-4  # base lr; the applied lr is blr * batch_size / 256 (MAE's rule)
+    lr: float | None = None  # absolute lr, overriding blr when set
+    min_lr: float = 0.0  # cosine floor
+    warmup_epochs: float = 5.0  # linear warmup, then cosine decay to min_lr
+    weight_decay: float = 0.05  # not applied to norms, biases and tokens
+    betas: tuple[float, float] = (0.9, 0.95)  # MAE's AdamW betas
+    clip_grad: float | None = 1.0  # max gradient norm; None disables
+    # Identity datasets give only their training identities: the rest is kept for evaluation.
+    holdout_fraction: float = 0.5
+    split_seed: int = 0  # the seeded identity split shared with `facerep eval`
+    use_all_identities: bool = False  # train on every identity (no held-out evaluation)
+    hflip: float = 0.5  # probability of a horizontal flip
+    scale_jitter: float = 0.1  # random zoom in [1 - j, 1 + j] about the crop centre
+    shift_jitter: float = 0.05  # random shift, as a fraction of the crop side
+    color_jitter: float = 0.2  # brightness, contrast and saturation factors in [1 - c, 1 + c]
+    precision: Precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    seed: int = 0
+    checkpoint_every: int = 200  # optimizer steps between checkpoints (plus one at the end)
+    keep_checkpoints: int = 2  # older step checkpoints are deleted
+    log_every: int = 10  # steps between TensorBoard scalars
+    threads: int | None = None  # torch CPU threads per process; None: torch's default
+
+    @property
+    def base_lr_scaled(self) -> float:
+        """The peak learning rate actually applied."""
+        return self.lr if self.lr is not None else self.blr * self.batch_size / 256
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a dict (a config.json or a TOML table), refusing unknown keys."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(
+                f"unknown training options {unknown}; valid: {', '.join(sorted(names))}"
+            )
+        data = dict(data)
+        for key in ("datasets", "betas"):
+            if key in data and data[key] is not None:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then a TOML or JSON file, then `overrides` (None values are left out)."""
+    config = TrainConfig()
+    if path is not None:
+        config = TrainConfig.from_dict({**config.to_dict(), **_read_file(Path(path))})
+    set_values = {k: v for k, v in overrides.items() if v is not None}
+    return TrainConfig.from_dict({**config.to_dict(), **set_values}) if set_values else config
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read config ({e.strerror})") from None
+    try:
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'} ({e})") from None
+
+
+def with_updates(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of `config` with some fields changed."""
+    return replace(config, **changes)

@@ -1,0 +1,87 @@
+"""Multi-process training under `torchrun`: process group setup and the few collectives we use.
+
+`torchrun --nproc_per_node=N -m facerep pretrain ...` sets RANK, WORLD_SIZE and LOCAL_RANK; the
+trainer then wraps the model in DistributedDataParallel (gloo on CPU, nccl on GPU). Without those
+variables everything here is a no-op and the same code runs as a single process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Only the main process writes checkpoints, logs and figures."""
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> World:
+    """Join the process group torchrun describes in the environment, or run alone."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return World()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def training_device(world_local_rank: int | None = None) -> torch.device:
+    """CUDA (this process's GPU under torchrun) when present, else the CPU."""
+    if torch.cuda.is_available():
+        index = (
+            int(os.environ.get("LOCAL_RANK", "0")) if world_local_rank is None else world_local_rank
+        )
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    return torch.device("cpu")
+
+
+def mean_across(value: torch.Tensor, world: World) -> torch.Tensor:
+    """The mean of a scalar over all processes (the loss every process logs and checks)."""
+    if world.size == 1:
+        return value.detach()
+    value = value.detach().clone()
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value / world.size
+
+
+def gather_interleaved(rows: torch.Tensor, world: World) -> torch.Tensor:
+    """Rebuild the global batch from every process's rows, in global order.
+
+    Process r holds the global rows r, r + W, r + 2W, ... (its `DistributedSampler` shard), so
+    the gathered `[W, B, ...]` is interleaved back to `[W * B, ...]`.
+    """
+    if world.size == 1:
+        return rows
+    parts = [torch.empty_like(rows) for _ in range(world.size)]
+    dist.all_gather(parts, rows.contiguous())
+    return torch.stack(parts, dim=1).reshape(-1, *rows.shape[1:])
+
+
+def max_parameter_spread(model: torch.nn.Module, world: World) -> float:
+    """Largest difference of any parameter between processes (0.0 when they agree)."""
+    flat = torch.cat([p.detach().float().reshape(-1) for p in model.parameters()])
+    if world.size == 1:
+        return 0.0
+    high, low = flat.clone(), flat.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return float((high - low).abs().max())
+
+
+def shutdown(world: World) -> None:
+    """Leave the process group."""
+    if world.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,400 @@
+"""The pretraining loop: masked reconstruction of aligned faces, resumable and multi-process.
+
+One loop trains every registered model (ViT MAE or the conv baseline) with any masking strategy.
+All randomness of a step (augmentation and masks) comes from a generator seeded by (seed, step)
+and drawn for the whole global batch, so an interrupted and resumed run, or a run on N processes,
+replays exactly the batches of one unbroken single-process run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from facerep.data.store import atomic_write
+from facerep.models.masking import make_mask
+from facerep.models.registry import create_model
+from facerep.train.augment import augment, sample_augment
+from facerep.train.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    read_run_config,
+    save_checkpoint,
+    write_run_config,
+)
+from facerep.train.config import TrainConfig
+from facerep.train.data import PretrainFaces
+from facerep.train.distributed import (
+    World,
+    gather_interleaved,
+    init_distributed,
+    max_parameter_spread,
+    mean_across,
+    shutdown,
+    training_device,
+)
+from facerep.train.observe import (
+    GRID_FILE,
+    LOSS_CURVE_FILE,
+    TensorBoardLog,
+    reconstruction_grid,
+    save_loss_curve,
+    save_png,
+)
+
+# Inputs are normalised with ImageNet statistics, as MAE does; stored with the weights.
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+GRID_FACES = 8
+# The step number whose generator draws the reconstruction grid's masks: never a training step.
+GRID_STEP = 2**63 - 1
+SUMMARY_FILE = "summary.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class StepInfo:
+    """What the progress display shows after each optimizer step."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    lr: float
+    images_per_sec: float
+
+
+@dataclass
+class PretrainResult:
+    """The outcome of a run: per-step losses, per-epoch means, speed, and where things are."""
+
+    run: Path
+    steps: int
+    steps_per_epoch: int
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    images_per_sec: float = 0.0
+    parameter_spread: float = 0.0
+
+    @property
+    def epoch_losses(self) -> list[float]:
+        """Mean loss of each completed epoch."""
+        n = len(self.losses) // self.steps_per_epoch
+        if n == 0:
+            return []
+        return np.asarray(self.losses[: n * self.steps_per_epoch]).reshape(n, -1).mean(1).tolist()
+
+
+def pretrain(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    on_step: Callable[[StepInfo], None] | None = None,
+    stop_after: int | None = None,
+) -> PretrainResult:
+    """Pretrain `config.model` on `config.datasets` into the run directory `config.out`.
+
+    Args:
+        config: the run's configuration (see `TrainConfig`).
+        resume: continue from the newest checkpoint in `config.out`.
+        on_step: called on the main process after every step (progress display).
+        stop_after: stop (with a checkpoint) once this global step is reached, as an
+            interruption would; the schedule still spans `config.epochs`.
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite.
+        ValueError: bad datasets, model name or batch size.
+    """
+    device = training_device()
+    world = init_distributed(device)
+    try:
+        return _Trainer(config, world, device, resume).run(on_step, stop_after)
+    finally:
+        shutdown(world)
+
+
+def resume_config(run: str | Path, **changes: object) -> TrainConfig:
+    """The training config saved in RUN, with `changes` (e.g. more `epochs`) applied."""
+    saved = TrainConfig.from_dict(read_run_config(run)["train"])
+    return TrainConfig.from_dict({**saved.to_dict(), **changes, "out": str(run)})
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float, floor: float) -> float:
+    """Linear warmup to `peak`, then half-cosine decay to `floor` (MAE, per iteration)."""
+    if step < warmup_steps:
+        return peak * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return floor + (peak - floor) * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The generator of one step's randomness, the same on every process and after a resume."""
+    mixed = np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(mixed))
+
+
+def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on weight matrices, none on biases, norms and tokens (MAE, timm)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue  # the fixed sin-cos position embeddings
+        is_matrix = param.ndim > 1 and not name.endswith(("token", "pos_embed"))
+        (decay if is_matrix else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class _Trainer:
+    def __init__(self, config: TrainConfig, world: World, device: torch.device, resume: bool):
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.config, self.world, self.device = config, world, device
+        self.run_dir = Path(config.out)
+        torch.manual_seed(config.seed)  # the same initial weights on every process
+        self.model = create_model(config.model, **config.model_overrides).to(device)
+        self.data = PretrainFaces(
+            config.datasets,
+            self.model.config.img_size,
+            config.holdout_fraction,
+            config.split_seed,
+            config.use_all_identities,
+        )
+        self.loader, self.sampler = self._make_loader()
+        self.steps_per_epoch = len(self.loader)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
+        self.optimizer = torch.optim.AdamW(
+            weight_decay_groups(self.model, config.weight_decay),
+            lr=config.base_lr_scaled,
+            betas=config.betas,
+        )
+        self.step, self.losses = 0, []
+        if resume:
+            self._restore()
+        self._saved_step = self.step
+        self.mean = torch.tensor(IMAGE_MEAN, device=device)[None, :, None, None]
+        self.std = torch.tensor(IMAGE_STD, device=device)[None, :, None, None]
+        self.grid_imgs, self.grid_landmarks = self.data[:GRID_FACES]
+        self.net = DistributedDataParallel(self.model) if world.size > 1 else self.model
+        self.log = TensorBoardLog(self.run_dir / "tb") if world.is_main else None
+        if world.is_main:
+            write_run_config(self.run_dir, self._run_config())
+
+    def _make_loader(self) -> tuple[DataLoader, DistributedSampler]:
+        global_batch, world = self.config.batch_size, self.world.size
+        if global_batch % world:
+            raise ValueError(f"batch size {global_batch} is not divisible by {world} processes")
+        if len(self.data) < global_batch:
+            raise ValueError(
+                f"batch size {global_batch} exceeds the {len(self.data)} faces "
+                "available: lower --batch-size"
+            )
+        # Each process reads its own shard; shards interleave, so together they form the
+        # global batches of a single-process run with the same seed.
+        sampler = DistributedSampler(
+            self.data,
+            num_replicas=world,
+            rank=self.world.rank,
+            shuffle=True,
+            seed=self.config.seed,
+            drop_last=True,
+        )
+        loader = DataLoader(
+            self.data, batch_size=global_batch // world, sampler=sampler, drop_last=True
+        )
+        return loader, sampler
+
+    def _restore(self) -> None:
+        checkpoint = load_checkpoint(self.run_dir)
+        self.model.load_state_dict(checkpoint.model_state)
+        self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        self.step, self.losses = checkpoint.step, checkpoint.losses
+        if checkpoint.torch_rng is not None:
+            torch.set_rng_state(checkpoint.torch_rng)
+
+    def _run_config(self) -> dict:
+        return {
+            "model": self.model.config.to_dict(),
+            "train": self.config.to_dict(),
+            "preprocess": {
+                "img_size": self.model.config.img_size,
+                "mean": IMAGE_MEAN,
+                "std": IMAGE_STD,
+                "crop": "facerep 5-point template, padding 0.25",
+            },
+            "data": [vars(part) for part in self.data.parts],
+        }
+
+    def run(self, on_step: Callable[[StepInfo], None] | None, stop_after: int | None):
+        start, start_step = time.perf_counter(), self.step
+        while self.step < self.total_steps and (stop_after is None or self.step < stop_after):
+            epoch = self.step // self.steps_per_epoch
+            self.sampler.set_epoch(epoch)
+            for index, (imgs, landmarks) in enumerate(self.loader):
+                if index < self.step - epoch * self.steps_per_epoch:
+                    continue  # done before the resume
+                tick = time.perf_counter()
+                loss, lr = self._train_step(imgs, landmarks)
+                self._after_step(
+                    on_step, loss, lr, len(imgs) * self.world.size, time.perf_counter() - tick
+                )
+                if self.step % self.config.checkpoint_every == 0:
+                    self._checkpoint()
+                if stop_after is not None and self.step >= stop_after:
+                    break
+            if self.step % self.steps_per_epoch == 0:
+                self._log_grid()
+        if self.step != self._saved_step:
+            self._checkpoint()
+        return self._finish(time.perf_counter() - start, self.step - start_step)
+
+    def _train_step(self, imgs: torch.Tensor, landmarks: torch.Tensor) -> tuple[float, float]:
+        config, world = self.config, self.world
+        generator = step_generator(config.seed, self.step)
+        params = sample_augment(
+            config.batch_size,
+            generator,
+            config.hflip,
+            config.scale_jitter,
+            config.shift_jitter,
+            config.color_jitter,
+        )
+        mine = slice(world.rank, None, world.size)
+        x, landmarks = augment(imgs.to(self.device).float() / 255.0, landmarks, params.rows(mine))
+        mask = self._global_mask(landmarks, generator)[mine].to(self.device)
+        lr = lr_at(
+            self.step, self.total_steps, self.warmup_steps, config.base_lr_scaled, config.min_lr
+        )
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._bf16()):
+            loss, _, _ = self.net((x - self.mean) / self.std, mask=mask)
+        mean_loss = float(mean_across(loss, world))
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"loss became {mean_loss} at step {self.step}; stopped, the last good checkpoint "
+                f"is kept in {self.run_dir} (try a lower --blr or --precision fp32)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.clip_grad:
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
+        self.optimizer.step()
+        self.step += 1
+        self.losses.append(mean_loss)
+        return mean_loss, lr
+
+    def _global_mask(self, landmarks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The whole global batch's masks, drawn identically on every process."""
+        config = self.config
+        everyone = None
+        if config.masking == "face-regions":
+            everyone = gather_interleaved(landmarks, self.world).cpu()
+        return make_mask(
+            config.masking,
+            config.batch_size,
+            self.model.grid_size,
+            config.mask_ratio,
+            patch_size=self.model.patch_size,
+            landmarks=everyone,
+            generator=generator,
+        ).mask
+
+    def _bf16(self) -> bool:
+        precision = self.config.precision
+        return precision == "bf16" or (precision == "auto" and self.device.type == "cuda")
+
+    def _after_step(self, on_step, loss: float, lr: float, images: int, seconds: float) -> None:
+        if not self.world.is_main:
+            return
+        rate = images / max(seconds, 1e-9)
+        if self.log and self.step % self.config.log_every == 0:
+            self.log.scalars(self.step, loss=loss, lr=lr, images_per_sec=rate)
+        if on_step:
+            epoch = (self.step - 1) // self.steps_per_epoch
+            on_step(StepInfo(self.step, self.total_steps, epoch, loss, lr, rate))
+
+    def _grid(self) -> np.ndarray:
+        generator = step_generator(self.config.seed, GRID_STEP)  # the same masks every time
+        imgs = self.grid_imgs.to(self.device).float() / 255.0
+        mask = make_mask(
+            self.config.masking,
+            len(imgs),
+            self.model.grid_size,
+            self.config.mask_ratio,
+            patch_size=self.model.patch_size,
+            landmarks=self.grid_landmarks,
+            generator=generator,
+        ).mask
+        return reconstruction_grid(self.model, imgs, mask.to(self.device), self.mean, self.std)
+
+    def _log_grid(self) -> None:
+        if self.log:
+            self.log.image(self.step, "reconstructions", self._grid())
+
+    def _checkpoint(self) -> None:
+        self._saved_step = self.step
+        if self.world.is_main:
+            save_checkpoint(
+                self.run_dir,
+                Checkpoint(
+                    self.step,
+                    self.model.state_dict(),
+                    self.optimizer.state_dict(),
+                    self.losses,
+                    torch.get_rng_state(),
+                ),
+                keep=self.config.keep_checkpoints,
+            )
+
+    def _finish(self, seconds: float, steps: int) -> PretrainResult:
+        spread = max_parameter_spread(self.model, self.world)
+        result = PretrainResult(
+            self.run_dir,
+            self.step,
+            self.steps_per_epoch,
+            list(self.losses),
+            seconds,
+            steps * self.config.batch_size / max(seconds, 1e-9),
+            spread,
+        )
+        if self.world.is_main:
+            save_png(self.run_dir / GRID_FILE, self._grid())
+            save_loss_curve(self.run_dir / LOSS_CURVE_FILE, self.losses, self.steps_per_epoch)
+            self._write_summary(result)
+            if self.log:
+                self.log.close()
+        return result
+
+    def _write_summary(self, result: PretrainResult) -> None:
+        epochs = result.epoch_losses
+        summary = {
+            "steps": result.steps,
+            "epochs_done": len(epochs),
+            "epoch_losses": epochs,
+            "loss_fall": 1.0 - epochs[-1] / epochs[0] if len(epochs) > 1 else None,
+            "seconds_this_session": round(result.seconds, 1),
+            "images_per_sec": round(result.images_per_sec, 1),
+            "device": str(self.device),
+            "processes": self.world.size,
+            "parameter_spread_across_processes": result.parameter_spread,
+            "faces": len(self.data),
+        }
+        with atomic_write(self.run_dir / SUMMARY_FILE, "w") as f:
+            json.dump(summary, f, indent=2)

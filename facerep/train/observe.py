@@ -1,0 +1,103 @@
+"""Watching a run: TensorBoard scalars and reconstruction grids, and the figures left in RUN.
+
+The reconstruction grid shows, per face, the original, what the encoder saw (masked patches
+greyed out) and the reconstruction with the visible patches pasted back, as in MAE's figures.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from facerep.data.store import atomic_write
+from facerep.models.vit import patchify, unpatchify
+
+GRID_FILE = "reconstructions.png"
+LOSS_CURVE_FILE = "loss_curve.png"
+
+
+def reconstruction_grid(
+    model: torch.nn.Module,
+    imgs: torch.Tensor,
+    mask: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> np.ndarray:
+    """Rows of original | masked | reconstruction for `imgs` `[n, 3, S, S]` in [0, 1].
+
+    Returns an `[n*S, 3*S, 3]` uint8 image.
+    """
+    model.eval()
+    with torch.no_grad():
+        _, pred, mask = model((imgs - mean) / std, mask=mask)
+    model.train()
+    p = model.patch_size
+    target = patchify(imgs, p)
+    if getattr(model, "norm_pix_loss", False):
+        # The model predicts each patch normalised; give it the original's mean and spread back.
+        patch_mean = target.mean(dim=-1, keepdim=True)
+        patch_std = (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
+        pred = pred * patch_std + patch_mean
+    visible = mask[..., None] == 0
+    recon = unpatchify(torch.where(visible, target, pred.float()), p)
+    masked = unpatchify(torch.where(visible, target, torch.full_like(target, 0.5)), p)
+    rows = torch.cat([imgs, masked, recon.clamp(0, 1)], dim=3)  # [n, 3, S, 3S]
+    grid = rows.permute(0, 2, 3, 1).reshape(-1, rows.shape[3], 3)
+    return (grid.cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    """Save an RGB uint8 array as PNG, atomically."""
+    with atomic_write(path, "wb") as f:
+        Image.fromarray(image).save(f, format="PNG")
+
+
+def save_loss_curve(path: Path, losses: list[float], steps_per_epoch: int) -> None:
+    """Plot the per-step loss (light) and its per-epoch mean (bold) against epochs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = np.arange(1, len(losses) + 1) / max(steps_per_epoch, 1)
+    figure, axis = plt.subplots(figsize=(6, 3.5), dpi=120)
+    axis.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="step")
+    epochs = len(losses) // max(steps_per_epoch, 1)
+    if epochs:
+        per_epoch = np.asarray(losses[: epochs * steps_per_epoch]).reshape(epochs, -1).mean(1)
+        axis.plot(
+            np.arange(1, epochs + 1), per_epoch, color="tab:blue", linewidth=2, label="epoch mean"
+        )
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("masked reconstruction loss")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    with atomic_write(path, "wb") as f:
+        figure.savefig(f, format="png")
+    plt.close(figure)
+
+
+class TensorBoardLog:
+    """Scalars and images for TensorBoard under RUN/tb (main process only)."""
+
+    def __init__(self, folder: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(folder))
+
+    def scalars(self, step: int, **values: float) -> None:
+        """Log named scalars at `step`, under `train/`."""
+        for name, value in values.items():
+            self.writer.add_scalar(f"train/{name}", value, step)
+
+    def image(self, step: int, name: str, image: np.ndarray) -> None:
+        """Log an `[H, W, 3]` uint8 image."""
+        self.writer.add_image(name, image, step, dataformats="HWC")
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()

@@ -1,0 +1,95 @@
+"""The pretraining loop: learning, run directories, exact resume, divergence, every strategy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import facerep
+from facerep.train import loop
+from facerep.train.checkpoint import load_checkpoint, load_weights
+from facerep.train.config import TrainConfig
+from facerep.train.loop import TrainingDiverged, lr_at, pretrain, resume_config
+
+
+def tiny_config(data: Path, out: Path, **changes: object) -> TrainConfig:
+    base = dict(datasets=(str(data),), out=str(out), model="vit-test", epochs=2, batch_size=16,
+                warmup_epochs=1.0, lr=2e-3, checkpoint_every=3, threads=1)
+    return TrainConfig(**{**base, **changes})
+
+
+def test_loss_falls_and_the_run_directory_describes_itself(lfw_dataset, tmp_path):
+    result = pretrain(tiny_config(lfw_dataset, tmp_path / "run", epochs=12))
+    epochs = result.epoch_losses
+    assert len(epochs) == 12 and epochs[-1] < 0.9 * epochs[0]
+    run = tmp_path / "run"
+    for name in ("config.json", "model.safetensors", "reconstructions.png", "loss_curve.png",
+                 "summary.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tb").iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == result.steps == 12 * 5 and summary["faces"] == 93
+
+    encoder = facerep.load_encoder(run)  # rebuilt from the folder alone
+    faces = (np.random.default_rng(0).random((5, 40, 40, 3)) * 255).astype(np.uint8)
+    embeddings = encoder.embed(faces)
+    assert embeddings.shape == (5, 32) and encoder.dim == 32 and encoder.input_size == 32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+
+
+def test_resumed_run_reproduces_the_unbroken_one(lfw_dataset, tmp_path):
+    whole = pretrain(tiny_config(lfw_dataset, tmp_path / "whole"))
+    first = pretrain(tiny_config(lfw_dataset, tmp_path / "broken"), stop_after=4)
+    assert first.steps == 4 and load_checkpoint(tmp_path / "broken").step == 4
+    rest = pretrain(resume_config(tmp_path / "broken"), resume=True)
+    assert rest.steps == whole.steps == 10
+    np.testing.assert_allclose(rest.losses, whole.losses, atol=1e-5, rtol=0)
+    a, b = (load_weights(tmp_path / r / "model.safetensors") for r in ("whole", "broken"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(lfw_dataset, tmp_path, monkeypatch):
+    real = loop.mean_across
+    calls = []
+
+    def poisoned(value, world):
+        calls.append(1)
+        return torch.tensor(float("nan")) if len(calls) == 5 else real(value, world)
+
+    monkeypatch.setattr(loop, "mean_across", poisoned)
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 4"):
+        pretrain(tiny_config(lfw_dataset, tmp_path / "run"))
+    assert load_checkpoint(tmp_path / "run").step == 3
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    ("model", "masking", "precision"),
+    [("vit-test", "face-regions", "fp32"), ("vit-test", "noise", "fp32"),
+     ("vit-test", "random", "bf16"), ("conv-ae", "random", "fp32")],
+)
+def test_every_strategy_model_and_precision_trains(lfw_dataset, tmp_path, model, masking,
+                                                   precision):
+    overrides = {"img_size": 32, "embed_dim": 32, "depth": 2} if model == "conv-ae" else {}
+    result = pretrain(tiny_config(lfw_dataset, tmp_path / "run", model=model, masking=masking,
+                                  precision=precision, model_overrides=overrides),
+                      stop_after=3)
+    assert result.steps == 3 and all(np.isfinite(result.losses))
+
+
+def test_batch_larger_than_the_data_is_a_clear_error(lfw_dataset, tmp_path):
+    with pytest.raises(ValueError, match="batch size 128 exceeds the 93 faces"):
+        pretrain(tiny_config(lfw_dataset, tmp_path / "run", batch_size=128))
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_floor():
+    assert lr_at(0, 100, 10, 1.0, 0.1) == 0.0
+    assert lr_at(5, 100, 10, 1.0, 0.1) == pytest.approx(0.5)
+    assert lr_at(10, 100, 10, 1.0, 0.1) == pytest.approx(1.0)
+    assert lr_at(55, 100, 10, 1.0, 0.1) == pytest.approx(0.55)
+    assert lr_at(100, 100, 10, 1.0, 0.1) == pytest.approx(0.1)
