@@ -108,7 +108,7 @@ def _show_summary(summary: PrepareSummary, quiet: bool, json: bool) -> None:
         )
         return
     for error in summary.errors:
-        console_err.print(f"[yellow]skipped[/yellow] {error}", highlight=False, soft_wrap=True)
+        console_err.print(f"[yellow]skipped[/yellow] {error}", highlight=False)
     if quiet:
         return
     done = ", ".join(f"{n} {status}" for status, n in sorted(summary.outcomes.items()))

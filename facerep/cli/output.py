@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-console = Console()
-console_err = Console(stderr=True)
+# soft_wrap: paths and one-line errors must stay on one line, whatever the terminal width.
+console = Console(soft_wrap=True)
+console_err = Console(stderr=True, soft_wrap=True)
 
 
 class UsageError(Exception):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from facerep.cli.output import UsageError, console, console_err, print_json
 from facerep.data.store import DatasetError
@@ -58,6 +59,9 @@ def pretrain_command(
         Path | None,
         typer.Option(help="Continue the run in this directory (--epochs may extend it)."),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start afresh in an --out that already holds a run.")
+    ] = False,
     quiet: Quiet = False,
     json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -89,7 +93,9 @@ def pretrain_command(
                 use_all_identities=use_all_identities or None,
             )
         with _progress(quiet or json) as on_step:
-            result = pretrain(train_config, resume=resume is not None, on_step=on_step)
+            result = pretrain(
+                train_config, resume=resume is not None, overwrite=overwrite, on_step=on_step
+            )
     except TrainingDiverged as e:
         console_err.print(f"[red]diverged:[/red] {e}", highlight=False)
         raise typer.Exit(1) from None
@@ -112,35 +118,26 @@ def _parse_overrides(items: list[str] | None) -> dict[str, object]:
 
 
 class _progress:
-    """A rich progress bar with loss, lr and images/s, driven by the trainer's step callback."""
+    """A rich progress bar with loss, lr and images/s, shown from the trainer's first step."""
 
     def __init__(self, quiet: bool):
         self.quiet, self.bar, self.task = quiet, None, None
 
     def __enter__(self):
-        if self.quiet:
-            return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeRemainingColumn(),
-            console=console_err,
-        )
-        self.task = self.bar.add_task("pretrain", total=None, epoch=0, stats="")
-        self.bar.__enter__()
-        return self.update
+        return None if self.quiet else self.update
 
     def update(self, info: StepInfo) -> None:
+        if self.bar is None:
+            self.bar = Progress(
+                TextColumn("epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+                console=console_err,
+            )
+            self.task = self.bar.add_task("pretrain", total=info.total_steps, epoch=1, stats="")
+            self.bar.start()
         stats = f"loss {info.loss:.4f}  lr {info.lr:.2e}  {info.images_per_sec:.0f} img/s"
         self.bar.update(
             self.task,
@@ -152,7 +149,7 @@ class _progress:
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
-            self.bar.__exit__(*exc)
+            self.bar.stop()
 
 
 def _report(result: PretrainResult, quiet: bool, json: bool) -> None:

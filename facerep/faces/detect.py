@@ -18,8 +18,9 @@ from facerep.faces.dlib_models import DetectorName, face_detector, shape_predict
 from facerep.types import Box
 
 # Smaller images (face crops, thumbnails) are upsampled to this longer side, so a face that fills
-# them spans well over HOG's 80-px window.
-SMALL_SIDE = 200
+# them spans more than HOG's 80-px window. 170 found as many faces as 200 on ORL, cs131_faces,
+# the unlabeled corpus and the LFW sample, 1.2-1.7x faster; 150 began to lose some.
+SMALL_SIDE = 170
 # Larger photos are shrunk to this longer side: HOG's cost grows with area, faces stay > 80 px.
 MAX_SIDE = 1600
 # Margin of the second look, as a fraction of the working image's longer side: it gives tight

@@ -26,6 +26,7 @@ from facerep.models.masking import make_mask
 from facerep.models.registry import create_model
 from facerep.train.augment import augment, sample_augment
 from facerep.train.checkpoint import (
+    CONFIG_FILE,
     Checkpoint,
     load_checkpoint,
     read_run_config,
@@ -102,6 +103,7 @@ def pretrain(
     config: TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     on_step: Callable[[StepInfo], None] | None = None,
     stop_after: int | None = None,
 ) -> PretrainResult:
@@ -110,6 +112,7 @@ def pretrain(
     Args:
         config: the run's configuration (see `TrainConfig`).
         resume: continue from the newest checkpoint in `config.out`.
+        overwrite: start afresh even if `config.out` already holds a run (else refused).
         on_step: called on the main process after every step (progress display).
         stop_after: stop (with a checkpoint) once this global step is reached, as an
             interruption would; the schedule still spans `config.epochs`.
@@ -118,6 +121,11 @@ def pretrain(
         TrainingDiverged: the loss became NaN or infinite.
         ValueError: bad datasets, model name or batch size.
     """
+    if not resume and not overwrite and (Path(config.out) / CONFIG_FILE).exists():
+        raise ValueError(
+            f"{config.out} already holds a run: resume it, or pass a new --out "
+            "(or --overwrite to start it again)"
+        )
     device = training_device()
     world = init_distributed(device)
     try:

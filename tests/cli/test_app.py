@@ -19,7 +19,9 @@ def facerep(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("command", [[], ["prepare"], ["info"]])
+@pytest.mark.parametrize(
+    "command", [[], ["prepare"], ["info"], ["pretrain"], ["list-models"]]
+)
 def test_help_on_every_command(command: list[str]) -> None:
     result = facerep(*command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout

@@ -1,0 +1,49 @@
+"""`facerep pretrain` and `facerep list-models` through the real entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.cli.test_app import facerep
+
+
+def test_pretrain_resume_and_refusal(lfw_dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["pretrain", str(lfw_dataset), "--out", str(run), "--model", "vit-test",
+            "--epochs", "2", "--batch-size", "16", "--checkpoint-every", "4"]
+    first = facerep(*args, "--json")
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["steps"] == 10 and len(summary["epoch_losses"]) == 2
+
+    again = facerep(*args)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+    more = facerep("pretrain", "--resume", str(run), "--epochs", "3", "--json")
+    assert more.returncode == 0, more.stderr
+    assert json.loads(more.stdout)["steps"] == 15
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["model"]["name"] == "mae_vit_test_p8_32"
+
+
+def test_pretrain_human_output_names_the_figures(lfw_dataset: Path, tmp_path: Path) -> None:
+    result = facerep("pretrain", str(lfw_dataset), "--out", str(tmp_path / "r"), "--model",
+                     "vit-test", "--epochs", "2", "--batch-size", "16")
+    assert result.returncode == 0, result.stderr
+    assert "reconstructions.png" in result.stdout and "loss_curve.png" in result.stdout
+
+
+def test_pretrain_usage_errors(lfw_dataset: Path, tmp_path: Path) -> None:
+    unknown = facerep("pretrain", str(lfw_dataset), "--out", str(tmp_path / "r"), "--model",
+                      "vit-huge")
+    assert unknown.returncode == 2 and "unknown model 'vit-huge'" in unknown.stderr
+    missing = facerep("pretrain", str(tmp_path / "nothing"), "--out", str(tmp_path / "r"))
+    assert missing.returncode == 2 and "not a prepared dataset" in missing.stderr
+    assert "Traceback" not in unknown.stderr + missing.stderr
+
+
+def test_list_models_shows_aliases() -> None:
+    result = facerep("list-models", "mae_vit_tiny*")
+    assert result.returncode == 0
+    assert "mae_vit_tiny_p8_64  (alias: vit-tiny)" in result.stdout
