@@ -22,9 +22,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Prepare the built-in LFW sample, then pretrain vit-tiny on it for about a minute.
 demo: $(STAMP)
 	$(BIN)/facerep prepare builtin:lfw-sample $(DEMO_DIR)/lfw-sample --size 64
 	$(BIN)/facerep info $(DEMO_DIR)/lfw-sample
+	$(BIN)/facerep pretrain $(DEMO_DIR)/lfw-sample --out $(DEMO_DIR)/vit-tiny --model vit-tiny \
+		--epochs 40 --batch-size 32 --warmup-epochs 4 --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
