@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facerep.data import prepare
 from facerep.data.prepare import PrepareOptions, prepare_dataset
 from facerep.data.store import MANIFEST_FILE, open_dataset
 from facerep.faces.find import find_faces
@@ -96,12 +97,21 @@ def test_every_bad_file_is_reported_and_the_rest_processed(faces_dir: Path, tmp_
     assert len(summary.errors) == 4 and all("\n" not in e for e in summary.errors)
 
 
-def test_two_workers_give_the_same_dataset_as_one(faces_dir: Path, tmp_path: Path) -> None:
+def test_two_workers_give_the_same_dataset_as_one(
+    faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(prepare, "FILES_PER_WORKER", 1)  # use the pool even for 12 files
     prepare_dataset(faces_dir, tmp_path / "one", SMALL, workers=1)
     prepare_dataset(faces_dir, tmp_path / "two", SMALL, workers=2)
     one, two = open_dataset(tmp_path / "one"), open_dataset(tmp_path / "two")
     assert list(one.sources) == list(two.sources)
     np.testing.assert_array_equal(np.asarray(one.crops), np.asarray(two.crops))
+
+
+def test_workers_start_only_when_the_inputs_pay_for_them() -> None:
+    assert prepare._useful_workers(8, 50) == 1
+    assert prepare._useful_workers(2, 400) == 2
+    assert prepare._useful_workers(8, 350) == 3
 
 
 def manifest_faces(out: Path) -> int:
