@@ -31,14 +31,34 @@ def detect(
     return find_faces(pixels, size=size, detector=detector, upsample=upsample)
 
 
+BUILTIN_ENCODERS = ("dlib", "pca", "pixels")
+
+
 def load_encoder(name_or_run: str | Path, **options: object) -> Encoder:
-    """An encoder by run directory (a `facerep pretrain` output), rebuilt from it alone.
+    """An encoder by name (`dlib`, `pca`, `pixels`) or by run directory (`facerep pretrain`).
 
-    Options go to the encoder (for a run: `pool="mean"|"cls"`, `batch_size`, `device`).
+    A run is rebuilt from its folder alone. Options go to the encoder (for a run:
+    `pool="mean"|"cls"`, `batch_size`, `device`; for pca: `n_components`, `whiten`). A `pca`
+    encoder comes unfitted: call `fit(faces)` on training identities first.
     """
-    from facerep.encoders.mae import RunEncoder
+    name = str(name_or_run)
+    if name == "dlib":
+        from facerep.encoders.dlib import DlibEncoder
 
-    path = Path(name_or_run)
-    if not (path / "config.json").is_file():
-        raise ValueError(f"{name_or_run}: not a facerep run directory (no config.json)")
-    return RunEncoder(path, **options)
+        return DlibEncoder(**options)
+    if name == "pca":
+        from facerep.encoders.pca import PCAEncoder
+
+        return PCAEncoder(**options)
+    if name == "pixels":
+        from facerep.encoders.pixels import PixelsEncoder
+
+        return PixelsEncoder(**options)
+    if (Path(name) / "config.json").is_file():
+        from facerep.encoders.mae import RunEncoder
+
+        return RunEncoder(name, **options)
+    raise ValueError(
+        f"{name}: not an encoder name ({', '.join(BUILTIN_ENCODERS)}) nor a facerep run "
+        "directory (no config.json)"
+    )

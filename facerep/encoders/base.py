@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from PIL import Image
 
 
 @runtime_checkable
@@ -30,3 +31,16 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (a zero row stays zero), as float32."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def resize_faces(faces: np.ndarray, size: int) -> np.ndarray:
+    """`[N, H, W, 3]` uint8 faces at `size` x `size` (box-filtered when shrinking)."""
+    faces = np.asarray(faces)
+    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
+        raise ValueError(f"faces must be uint8 [N, H, W, 3], got {faces.dtype} {faces.shape}")
+    if faces.shape[1:3] == (size, size):
+        return faces
+    shrink = size < faces.shape[1]
+    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    resized = [np.asarray(Image.fromarray(face).resize((size, size), resample)) for face in faces]
+    return np.stack(resized) if resized else np.zeros((0, size, size, 3), np.uint8)

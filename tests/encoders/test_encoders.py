@@ -1,0 +1,69 @@
+"""Every encoder follows the Encoder protocol; the baselines behave as their methods should."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import facerep
+from facerep.encoders.base import Encoder, resize_faces
+from facerep.encoders.pca import PCAEncoder
+
+
+@pytest.fixture(scope="module")
+def faces(lfw_faces: np.ndarray) -> np.ndarray:
+    """40 real faces as colour 48x48 crops."""
+    grey = resize_faces(np.repeat(lfw_faces[:40, :, :, None], 3, axis=3), 48)
+    return np.ascontiguousarray(grey)
+
+
+@pytest.mark.parametrize("name", ["pixels", "pca", "dlib"])
+def test_builtin_encoders_follow_the_protocol(name: str, faces: np.ndarray) -> None:
+    encoder = facerep.load_encoder(name)
+    if name == "pca":
+        assert encoder.fit(faces[:30]) is encoder
+    assert isinstance(encoder, Encoder)
+    embeddings = encoder.embed(faces[:6])
+    assert embeddings.shape == (6, encoder.dim) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    assert encoder.embed(faces[:0]).shape == (0, encoder.dim)
+
+
+def test_pca_is_an_estimator(faces: np.ndarray) -> None:
+    encoder = PCAEncoder(n_components=10)
+    assert not hasattr(encoder, "pca_")
+    with pytest.raises(ValueError, match="not fitted"):
+        encoder.embed(faces)
+    encoder.fit(faces)
+    assert encoder.dim == 10 and encoder.pca_.n_components_ == 10
+    # Whitened components have unit variance on the training faces.
+    raw = encoder.pca_.transform(encoder.pixels_.embed(faces))
+    np.testing.assert_allclose(raw.std(axis=0, ddof=1), 1.0, rtol=1e-3)
+
+
+def test_unknown_encoder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not an encoder name"):
+        facerep.load_encoder(tmp_path / "nothing")
+
+
+def test_dlib_tells_orl_identities_apart(shared_data: Path, tmp_path: Path) -> None:
+    from facerep.data.prepare import PrepareOptions, prepare_dataset
+    from facerep.data.store import open_dataset
+
+    src = tmp_path / "orl"
+    for person in ("s1", "s2", "s3", "s4"):
+        (src / person).mkdir(parents=True)
+        for n in range(1, 6):
+            (src / person / f"{n}.pgm").symlink_to(shared_data / "orl" / person / f"{n}.pgm")
+    prepare_dataset(src, tmp_path / "data", PrepareOptions(size=64))
+    data = open_dataset(tmp_path / "data")
+    embeddings = facerep.load_encoder("dlib").embed(np.asarray(data.crops))
+    similarity = embeddings @ embeddings.T
+    same = data.identities[:, None] == data.identities[None, :]
+    off_diagonal = ~np.eye(len(data), dtype=bool)
+    # Every face's nearest other face is the same person.
+    nearest = np.where(off_diagonal, similarity, -np.inf).argmax(axis=1)
+    assert (data.identities[nearest] == data.identities).all()
+    assert similarity[same & off_diagonal].min() > similarity[~same].max() - 0.05
