@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from facerep.cli import data_commands, pretrain_command
+from facerep.cli import data_commands, eval_command, pretrain_command
 from facerep.cli.output import UsageError, console_err
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 data_commands.register(app)
 pretrain_command.register(app)
+eval_command.register(app)
 
 
 def main() -> None:
@@ -35,4 +36,8 @@ def main() -> None:
         app()
     except UsageError as e:
         console_err.print(f"[red]error:[/red] {e}", highlight=False)
+        sys.exit(2)
+    except OSError as e:  # an unwritable --out, a full disk: the user's to fix, not a bug
+        where = f"{e.filename}: " if e.filename else ""
+        console_err.print(f"[red]error:[/red] {where}{e.strerror or e}", highlight=False)
         sys.exit(2)

@@ -73,6 +73,23 @@ def pretrain_command(
     """
     try:
         if resume is not None:
+            _refuse_with_resume(
+                datasets=datasets,
+                out=out,
+                model=model,
+                masking=masking,
+                mask_ratio=mask_ratio,
+                batch_size=batch_size,
+                blr=blr,
+                warmup_epochs=warmup_epochs,
+                precision=precision,
+                seed=seed,
+                checkpoint_every=checkpoint_every,
+                model_option=model_option,
+                use_all_identities=use_all_identities or None,
+                config=config,
+                overwrite=overwrite or None,
+            )
             train_config = resume_config(resume, **({"epochs": epochs} if epochs else {}))
         else:
             train_config = load_config(
@@ -92,7 +109,7 @@ def pretrain_command(
                 model_overrides=_parse_overrides(model_option) or None,
                 use_all_identities=use_all_identities or None,
             )
-        with _progress(quiet or json) as on_step:
+        with TrainingProgress(quiet or json) as on_step:
             result = pretrain(
                 train_config, resume=resume is not None, overwrite=overwrite, on_step=on_step
             )
@@ -102,6 +119,16 @@ def pretrain_command(
     except (ValueError, DatasetError) as e:
         raise UsageError(str(e)) from None
     _report(result, quiet, json)
+
+
+def _refuse_with_resume(**given: object) -> None:
+    """A resumed run keeps its saved options: refuse flags that would be silently ignored."""
+    clashing = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
+    if clashing:
+        raise UsageError(
+            f"--resume continues a run with its saved options; only --epochs may change "
+            f"(drop {', '.join(clashing)})"
+        )
 
 
 def _parse_overrides(items: list[str] | None) -> dict[str, object]:
@@ -117,7 +144,7 @@ def _parse_overrides(items: list[str] | None) -> dict[str, object]:
     return overrides
 
 
-class _progress:
+class TrainingProgress:
     """A rich progress bar with loss, lr and images/s, shown from the trainer's first step."""
 
     def __init__(self, quiet: bool):

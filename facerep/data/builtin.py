@@ -30,7 +30,11 @@ def builtin_items(name: str) -> list[SourceItem]:
         raise ValueError(f"builtin:{name}: unknown built-in sample (choose from {choices})")
     count = len(_lfw_faces())
     return [
-        SourceItem(name=f"builtin:lfw-sample/{i:03d}.png", load_array=_lfw_loader(i))
+        SourceItem(
+            name=f"builtin:lfw-sample/{i:03d}.png",
+            load_array=_lfw_loader(i),
+            key=f"builtin:lfw-sample/{i:03d}.png",
+        )
         for i in range(count)
     ]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -63,6 +63,10 @@ class PrepareSummary:
     errors: list[str] = field(default_factory=list)
     report: Path | None = None
 
+    def recorded(self) -> int:
+        """Inputs given an outcome this run (names ignored as non-images not counted)."""
+        return sum(n for status, n in self.outcomes.items() if status != "ignored")
+
     @property
     def failed(self) -> int:
         """Inputs that produced no face this run (duplicates and ignored names excluded)."""
@@ -87,8 +91,9 @@ def prepare_dataset(
 ) -> PrepareSummary:
     """Detect, align and store every face under `source` into the dataset folder `out`.
 
-    Re-running on the same `out` skips inputs already recorded (by content hash) and completes
-    an interrupted run. Returns counts by outcome; report.csv in `out` lists every failure.
+    Re-running on the same `out` skips inputs already recorded (by content hash and path
+    relative to `source`) and completes an interrupted run. Returns counts by outcome;
+    report.csv in `out` lists every failure.
     """
     options = options or PrepareOptions()
     items, ignored = walk_source(source, layout, split)
@@ -98,20 +103,25 @@ def prepare_dataset(
         "detector": options.detector,
         "template": alignment_template(options.size, options.padding).round(3).tolist(),
     }
-    with DatasetWriter(out, options.size, meta) as writer:
-        tasks = _Tasks(items, writer.known_inputs(), summary)
-        pending: list[FileRecord] = [_ignored_record(f) for f in ignored]
-        done = 0
-        for record in _run_tasks(iter(tasks), options, _useful_workers(workers, len(items))):
-            new = [*tasks.take_parent_records(), record]
-            pending += new
-            done += len(new)
-            if len(pending) >= commit_every:
-                _commit(writer, pending, summary)
+    with (
+        DatasetWriter(out, options.size, meta) as writer,
+        _Executor(options, _useful_workers(workers, len(items))) as executor,
+    ):
+        screen = _Screen(writer.known_inputs(), summary)
+        _commit(writer, [_ignored_record(f) for f in ignored], summary)
+        in_flight: _Batch | None = None
+        # Batches are hashed here, on the main thread, and committed in order: a duplicate is
+        # never committed before the original it points to.
+        for start in range(0, len(items), commit_every):
+            parent_records, tasks = screen.sort(items[start : start + commit_every], start)
+            batch = _Batch(parent_records, executor.submit(tasks))
+            if in_flight is not None:
+                _commit(writer, in_flight.records(), summary)
+            in_flight = batch
             if on_progress:
-                on_progress(summary.already_done + done, len(items))
-        pending += tasks.take_parent_records()
-        _commit(writer, pending, summary)
+                on_progress(summary.already_done + summary.recorded(), len(items))
+        if in_flight is not None:
+            _commit(writer, in_flight.records(), summary)
         if on_progress:
             on_progress(len(items), len(items))
         summary.total_faces = writer.count
@@ -119,59 +129,97 @@ def prepare_dataset(
     return summary
 
 
-def _commit(writer: DatasetWriter, pending: list[FileRecord], summary: PrepareSummary) -> None:
-    writer.add(pending)
-    for record in pending:
+def _commit(writer: DatasetWriter, records: list[FileRecord], summary: PrepareSummary) -> None:
+    writer.add(records)
+    for record in records:
         summary.outcomes[record.status] += 1
         summary.faces_added += len(record.faces)
         if record.status in ("corrupt", "refused", "unreadable", "error"):
             summary.errors.append(f"{record.path}: {record.reason}")
-    pending.clear()
 
 
-class _Tasks:
-    """Reads and hashes inputs in the parent, yielding only new, unique ones for the workers.
+class _Screen:
+    """Reads and hashes inputs, setting aside those already done, duplicates and unreadable ones.
 
-    Inputs that fail or repeat before any worker sees them become records collected here.
+    The `seen` map (content hash -> first path) spans earlier runs, so a copy of a file that an
+    earlier run ingested is reported as its duplicate.
     """
 
-    def __init__(
-        self, items: list[SourceItem], known: list[tuple[str, str]], summary: PrepareSummary
-    ):
-        self.items = items
-        self.done = set(known)
+    def __init__(self, known: list[tuple[str, str, str, str]], summary: PrepareSummary):
         self.summary = summary
-        # The first path seen with each content, earlier runs included.
+        self.done = {(digest, key) for digest, key, _, _ in known}
         self.seen: dict[str, str] = {}
-        for digest, path in known:
-            self.seen.setdefault(digest, path)
-        self._parent_records: list[FileRecord] = []
+        for digest, _, path, status in known:
+            if status != "duplicate":
+                self.seen.setdefault(digest, path)
 
-    def __iter__(self) -> Iterator[tuple]:
-        for item in self.items:
+    def sort(self, items: list[SourceItem], offset: int) -> tuple[list, list[tuple]]:
+        """(index, record) for inputs settled here, and worker tasks for the rest."""
+        records, tasks = [], []
+        for index, item in enumerate(items, start=offset):
             try:
                 payload = _read_payload(item)
             except ImageError as e:
-                self._record(item, None, e.kind, e.reason)
+                records.append((index, _record(item, None, e.kind, e.reason)))
                 continue
             digest = _content_hash(payload)
-            if (digest, item.name) in self.done:
+            if (digest, item.key) in self.done:
                 self.summary.already_done += 1
             elif digest in self.seen:
-                self._record(item, digest, "duplicate", f"same content as {self.seen[digest]}")
+                reason = f"same content as {self.seen[digest]}"
+                records.append((index, _record(item, digest, "duplicate", reason)))
             else:
                 self.seen[digest] = item.name
-                yield (item.name, item.identity, item.split, digest, payload)
+                tasks.append(
+                    (index, item.name, item.key, item.identity, item.split, digest, payload)
+                )
+        return records, tasks
 
-    def _record(self, item: SourceItem, digest: str | None, status: str, reason: str) -> None:
-        self._parent_records.append(
-            FileRecord(item.name, digest, status, reason, item.identity, item.split)
-        )
 
-    def take_parent_records(self) -> list[FileRecord]:
-        """Records made in the parent since the last call."""
-        records, self._parent_records = self._parent_records, []
-        return records
+def _record(item: SourceItem, digest: str | None, status: str, reason: str) -> FileRecord:
+    return FileRecord(item.name, digest, status, reason, item.identity, item.split, key=item.key)
+
+
+class _Batch:
+    """One batch in flight: the records settled on the main thread and the workers' job."""
+
+    def __init__(self, parent_records: list[tuple[int, FileRecord]], job: Callable[[], list]):
+        self.parent_records = parent_records
+        self.job = job
+
+    def records(self) -> list[FileRecord]:
+        """Every record of the batch, in source order."""
+        merged = self.parent_records + self.job()
+        return [record for _, record in sorted(merged, key=lambda pair: pair[0])]
+
+
+class _Executor:
+    """Runs tasks in this process, or in a pool of worker processes, one batch at a time."""
+
+    def __init__(self, options: PrepareOptions, workers: int):
+        self.options, self.workers, self.pool = options, workers, None
+
+    def __enter__(self) -> _Executor:
+        if self.workers > 1:
+            # spawn, not fork: the parent may hold threads (torch, SQLite) a fork would break.
+            context = multiprocessing.get_context("spawn")
+            self.pool = context.Pool(
+                self.workers, initializer=_init_worker, initargs=(self.options,)
+            )
+        return self
+
+    def submit(self, tasks: list[tuple]) -> Callable[[], list[tuple[int, FileRecord]]]:
+        """Start a batch; the returned callable waits for its `(index, record)` results."""
+        if self.pool is None:
+            results = [process_input(task, self.options) for task in tasks]
+            return lambda: results
+        job = self.pool.map_async(_process_in_worker, tasks, chunksize=4)
+        return job.get
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.terminate() if exc[0] else self.pool.close()
+            self.pool.join()
 
 
 def _read_payload(item: SourceItem) -> bytes | np.ndarray:
@@ -190,22 +238,12 @@ def _content_hash(payload: bytes | np.ndarray) -> str:
 
 
 def _ignored_record(ignored: IgnoredFile) -> FileRecord:
-    return FileRecord(ignored.name, None, "ignored", ignored.reason)
+    return FileRecord(ignored.name, None, "ignored", ignored.reason, key=ignored.name)
 
 
 def _useful_workers(workers: int, inputs: int) -> int:
     """No more processes than the inputs pay for: starting one costs ~0.5 s, ~100 faces' work."""
     return max(1, min(workers, inputs // FILES_PER_WORKER))
-
-
-def _run_tasks(tasks: Iterator[tuple], options: PrepareOptions, workers: int) -> Iterator:
-    if workers <= 1:
-        yield from (process_input(task, options) for task in tasks)
-        return
-    # spawn, not fork: the parent may hold threads (torch, SQLite) that a fork would break.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
-        yield from pool.imap(_process_in_worker, tasks, chunksize=4)
 
 
 _worker_options: PrepareOptions | None = None
@@ -216,21 +254,30 @@ def _init_worker(options: PrepareOptions) -> None:
     _worker_options = options
 
 
-def _process_in_worker(task: tuple) -> FileRecord:
+def _process_in_worker(task: tuple) -> tuple[int, FileRecord]:
     assert _worker_options is not None
     return process_input(task, _worker_options)
 
 
-def process_input(task: tuple, options: PrepareOptions) -> FileRecord:
-    """Decode one input and find its faces; every failure becomes a record, never an exception."""
-    name, identity, split, digest, payload = task
-    record = FileRecord(name, digest, "ok", None, identity, split)
+def process_input(task: tuple, options: PrepareOptions) -> tuple[int, FileRecord]:
+    """Decode one input and find its faces; every failure becomes a record, never an exception.
+
+    Returns the task's index with the record, so batches can be put back in source order.
+    """
+    index, name, key, identity, split, digest, payload = task
+    record = FileRecord(name, digest, "ok", None, identity, split, key=key)
+    return index, _fill_record(record, payload, options)
+
+
+def _fill_record(
+    record: FileRecord, payload: bytes | np.ndarray, options: PrepareOptions
+) -> FileRecord:
     try:
         if isinstance(payload, bytes):
-            image = decode_image(payload, name, max_pixels=options.max_pixels)
+            image = decode_image(payload, record.path, max_pixels=options.max_pixels)
         else:
             image = payload
-        faces = _find(image, identity, options)
+        faces = _find(image, record.identity, options)
     except ImageError as e:
         record.status, record.reason = e.kind, e.reason
         return record

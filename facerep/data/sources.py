@@ -39,6 +39,8 @@ class SourceItem:
     split: str | None = None
     path: Path | None = None
     load_array: Callable[[], np.ndarray] | None = None
+    # Its path relative to the source folder: how re-runs recognise it, however SRC is spelled.
+    key: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def walk_source(
         return builtin_items(str(source).removeprefix("builtin:")), []
     root = Path(source)
     if root.is_file():
-        return [SourceItem(name=str(root), path=root)], []
+        return [SourceItem(name=str(root), path=root, key=root.name)], []
     if not root.is_dir():
         raise ValueError(f"{source}: no such folder or file")
     images, ignored = _list_files(root)
@@ -123,9 +125,10 @@ def _resolve_layout(root: Path, images: list[Path], layout: Layout) -> Layout:
 
 
 def _item(root: Path, path: Path, layout: Layout) -> SourceItem:
-    parts = path.relative_to(root).parts
+    relative = path.relative_to(root)
+    parts, key = relative.parts, relative.as_posix()
     if layout == "split":
-        return SourceItem(name=str(path), identity=parts[1], split=parts[0], path=path)
+        return SourceItem(str(path), identity=parts[1], split=parts[0], path=path, key=key)
     if layout == "identity":
-        return SourceItem(name=str(path), identity=parts[0], path=path)
-    return SourceItem(name=str(path), path=path)
+        return SourceItem(str(path), identity=parts[0], path=path, key=key)
+    return SourceItem(str(path), path=path, key=key)

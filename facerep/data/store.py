@@ -12,18 +12,18 @@ leaves bytes past N that the next writer truncates; readers never see a crop wit
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import fcntl
 import json
 import os
 import sqlite3
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from facerep.files import atomic_write
 
 CROPS_FILE = "faces.u8"
 MANIFEST_FILE = "manifest.sqlite"
@@ -34,8 +34,8 @@ FORMAT_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
-    id INTEGER PRIMARY KEY, path TEXT NOT NULL, hash TEXT, identity TEXT, split TEXT,
-    status TEXT NOT NULL, reason TEXT, faces INTEGER NOT NULL DEFAULT 0
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL, key TEXT NOT NULL, hash TEXT, identity TEXT,
+    split TEXT, status TEXT NOT NULL, reason TEXT, faces INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
 CREATE TABLE IF NOT EXISTS faces (
@@ -83,6 +83,10 @@ class FileRecord:
     identity: str | None = None
     split: str | None = None
     faces: list[FaceRow] = field(default_factory=list)
+    key: str = ""  # path relative to the source folder, how re-runs recognise the input
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.path
 
 
 class DatasetError(ValueError):
@@ -107,11 +111,17 @@ class DatasetWriter:
         self.size = size
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = _take_lock(self.root)
-        self._db = _connect(self.root / MANIFEST_FILE)
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = _connect(self.root / MANIFEST_FILE)
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            self._lock.close()
+            raise DatasetError(f"{self.root / MANIFEST_FILE}: damaged manifest ({e})") from None
         self._check_meta({"size": size, "format": FORMAT_VERSION, **meta})
         self.count = _face_count(self._db)
-        self._crops = open(self.root / CROPS_FILE, "ab+")  # noqa: SIM115 - lives with the writer
+        # Read-write, not append: every batch is written at the offset its rows will claim.
+        fd = os.open(self.root / CROPS_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        self._crops = os.fdopen(fd, "r+b")
         # Drop bytes a crash left past the last committed row.
         self._crops.truncate(self.count * self._frame_bytes)
 
@@ -126,15 +136,17 @@ class DatasetWriter:
             if key not in stored:
                 with self._db:
                     self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, text))
-            elif key in ("size", "padding", "format") and stored[key] != text:
+            elif key in ("size", "padding", "format", "detector") and stored[key] != text:
                 raise DatasetError(
                     f"{self.root}: prepared with {key}={stored[key]}, not {text}; "
                     f"use the same {key} or a new output folder"
                 )
 
-    def known_inputs(self) -> list[tuple[str, str]]:
-        """(content hash, path) of every input already recorded, whatever its outcome."""
-        rows = self._db.execute("SELECT hash, path FROM files WHERE hash IS NOT NULL ORDER BY id")
+    def known_inputs(self) -> list[tuple[str, str, str, str]]:
+        """(content hash, key, path, status) of every input already recorded, in order."""
+        rows = self._db.execute(
+            "SELECT hash, key, path, status FROM files WHERE hash IS NOT NULL ORDER BY id"
+        )
         return rows.fetchall()
 
     def add(self, records: Sequence[FileRecord]) -> None:
@@ -149,13 +161,13 @@ class DatasetWriter:
         with self._db:
             # An input that could not even be read last time is retried: drop its old outcome.
             self._db.executemany(
-                "DELETE FROM files WHERE path = ? AND hash IS NULL", [(r.path,) for r in records]
+                "DELETE FROM files WHERE key = ? AND hash IS NULL", [(r.key,) for r in records]
             )
             self._db.executemany(
-                "INSERT INTO files (path, hash, identity, split, status, reason, faces) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO files (path, key, hash, identity, split, status, reason, faces) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (r.path, r.hash, r.identity, r.split, r.status, r.reason, len(r.faces))
+                    (r.path, r.key, r.hash, r.identity, r.split, r.status, r.reason, len(r.faces))
                     for r in records
                 ],
             )
@@ -225,32 +237,6 @@ def _face_count(db: sqlite3.Connection) -> int:
     return db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
 
 
-def ordinary_file_mode() -> int:
-    """The permissions `open(path, "w")` gives a new file under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb", **kwargs: object) -> Iterator:
-    """Write a temp file beside `path`, fsync, rename over it: a crash leaves the old file."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp makes owner-only files; give the result the permissions a plain open() would.
-    os.chmod(temp, ordinary_file_mode())
-    try:
-        with os.fdopen(handle, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-
-
 class PreparedDataset:
     """Read-only view of a prepared dataset: crops as a memmap, manifest columns as arrays.
 
@@ -278,6 +264,8 @@ class PreparedDataset:
             self.files = db.execute(
                 "SELECT path, hash, identity, split, status, reason, faces FROM files ORDER BY id"
             ).fetchall()
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as e:
+            raise DatasetError(f"{manifest}: damaged manifest ({e})") from None
         finally:
             db.close()
         self.size = int(self.meta["size"])

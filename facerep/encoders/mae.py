@@ -55,7 +55,7 @@ class RunEncoder:
         """Patch tokens of `[N, H, W, 3]` uint8 faces: `[N, L, D]` on the CPU, float32."""
         return torch.cat(
             [
-                self.model.forward_features(self._inputs(chunk))[:, 1:].float().cpu()
+                self.model.forward_tokens(self._inputs(chunk)).float().cpu()
                 for chunk in _chunks(faces, self.batch_size)
             ]
         )

@@ -66,7 +66,7 @@ def detect_faces(
 
 
 def _detect_once(
-    working: np.ndarray, scale: float, margin: int, detector: DetectorName, upsample: int
+    working: np.ndarray, scale: np.ndarray, margin: int, detector: DetectorName, upsample: int
 ) -> list[Detection]:
     """Run the detector and landmarks on `working`, mapping results back to source pixels."""
     rects, scores = _run_detector(working, detector, upsample)
@@ -76,32 +76,35 @@ def _detect_once(
         shape = predictor(working, rect)
         points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
         corners = np.array([[rect.left(), rect.top()], [rect.right(), rect.bottom()]], float)
-        (left, top), (right, bottom) = (corners - margin) / scale
-        detections.append(
-            Detection(
-                Box(float(left), float(top), float(right), float(bottom)),
-                float(score),
-                (points - margin) / scale,
-            )
-        )
+        (left, top), (right, bottom) = to_source(corners, scale, margin)
+        box = Box(float(left), float(top), float(right), float(bottom))
+        detections.append(Detection(box, float(score), to_source(points, scale, margin)))
     return detections
 
 
-def _working_image(image: np.ndarray) -> tuple[np.ndarray, float]:
-    """The image at the detector's working size, and its scale from the source."""
+def to_source(points: np.ndarray, scale: np.ndarray, margin: int) -> np.ndarray:
+    """Map `[K, 2]` working-image pixels back to the source, pixel centres at integers.
+
+    A resize by s maps the source's pixel edges, not centres, so x_work = (x + 0.5) * s - 0.5.
+    """
+    return (points - margin + 0.5) / scale - 0.5
+
+
+def _working_image(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image at the detector's working size, and its (x, y) scale from the source."""
     longest = max(image.shape[:2])
     if longest < SMALL_SIDE:
         scale = SMALL_SIDE / longest
     elif longest > MAX_SIDE:
         scale = MAX_SIDE / longest
     else:
-        return np.ascontiguousarray(image), 1.0
+        return np.ascontiguousarray(image), np.ones(2)
     height, width = image.shape[:2]
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     resample = Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX
     resized = np.asarray(Image.fromarray(image).resize(size, resample))
-    # Report the exact scale of the rounded size, so mapped-back points stay sub-pixel exact.
-    return resized, size[0] / width
+    # The exact scales of the rounded size, per axis, so mapped-back points stay exact.
+    return resized, np.array([size[0] / width, size[1] / height])
 
 
 def _run_detector(image: np.ndarray, detector: DetectorName, upsample: int) -> tuple[list, list]:

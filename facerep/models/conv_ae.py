@@ -139,6 +139,10 @@ class ConvAutoencoder(nn.Module):
         """The unmasked image's bottleneck: `[N, 3, H, W]` -> `[N, D, h, w]`."""
         return self.encoder(imgs)
 
+    def forward_tokens(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Bottleneck cells as tokens, row by row: `[N, 3, H, W]` -> `[N, h*w, D]`."""
+        return self.forward_features(imgs).flatten(2).transpose(1, 2)
+
     def embed(self, imgs: torch.Tensor, pool: Pool = "mean") -> torch.Tensor:
         """One vector per image, the bottleneck averaged over space: `[N, 3, H, W]` -> `[N, D]`.
 

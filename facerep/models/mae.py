@@ -202,6 +202,10 @@ class MaskedAutoencoder(nn.Module):
         """Every token of the unmasked image: `[N, 3, H, W]` -> `[N, 1 + L, D]`, class first."""
         return self.encode_tokens(self.patch_embed(imgs) + self.pos_embed[:, 1:])
 
+    def forward_tokens(self, imgs: torch.Tensor) -> torch.Tensor:
+        """Patch tokens without the class token, image order: `[N, 3, H, W]` -> `[N, L, D]`."""
+        return self.forward_features(imgs)[:, 1:]
+
     def embed(self, imgs: torch.Tensor, pool: Pool = "mean") -> torch.Tensor:
         """One vector per image, from the whole (unmasked) image: `[N, 3, H, W]` -> `[N, D]`.
 

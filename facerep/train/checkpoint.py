@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
-from facerep.data.store import atomic_write, ordinary_file_mode
+from facerep.files import atomic_write, atomic_write_bytes, fsync_path
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -61,11 +62,7 @@ def read_run_config(run: str | Path) -> dict[str, Any]:
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Save a state dict as safetensors, atomically."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    temp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(temp))
-    os.chmod(temp, ordinary_file_mode())
-    _fsync(temp)
-    os.replace(temp, path)
+    atomic_write_bytes(path, save(tensors))
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -92,11 +89,11 @@ def save_checkpoint(run: Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
     final = root / name
     shutil.rmtree(final, ignore_errors=True)
     os.replace(temp, final)
-    _fsync(root)
+    fsync_path(root)
     with atomic_write(root / LATEST_FILE, "w") as f:
         f.write(name)
     save_weights(run / WEIGHTS_FILE, checkpoint.model_state)
-    _prune(root, keep)
+    _prune(root, keep, final)
     return final
 
 
@@ -107,15 +104,18 @@ def load_checkpoint(run: str | Path) -> Checkpoint:
         folder = root / (root / LATEST_FILE).read_text().strip()
     except FileNotFoundError:
         raise ValueError(f"{run}: no checkpoint to resume from") from None
-    state = json.loads((folder / "state.json").read_text())
-    tensors = load_weights(folder / "optimizer.safetensors")
-    return Checkpoint(
-        step=int(state["step"]),
-        model_state=load_weights(folder / WEIGHTS_FILE),
-        optimizer_state=_unflatten_optimizer(tensors, state["optimizer"]),
-        losses=[float(v) for v in state["losses"]],
-        torch_rng=tensors.get("rng.torch"),
-    )
+    try:
+        state = json.loads((folder / "state.json").read_text())
+        tensors = load_weights(folder / "optimizer.safetensors")
+        return Checkpoint(
+            step=int(state["step"]),
+            model_state=load_weights(folder / WEIGHTS_FILE),
+            optimizer_state=_unflatten_optimizer(tensors, state["optimizer"]),
+            losses=[float(v) for v in state["losses"]],
+            torch_rng=tensors.get("rng.torch"),
+        )
+    except (OSError, ValueError, KeyError, SafetensorError) as e:
+        raise ValueError(f"{folder}: damaged checkpoint ({type(e).__name__}: {e})") from None
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -142,15 +142,22 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: dict[str, Any
     return {"state": state, "param_groups": layout["param_groups"]}
 
 
-def _prune(root: Path, keep: int) -> None:
-    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
-    for old in steps[: max(0, len(steps) - keep)]:
+def _prune(root: Path, keep: int, newest: Path) -> None:
+    """Delete all but the `keep` newest checkpoints up to `newest`; never `newest` itself."""
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name <= newest.name)
+    for old in steps[: max(0, len(steps) - max(keep, 1))]:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def clear_run(run: Path) -> None:
+    """Remove what an earlier run left in `run` (for --overwrite), keeping unrelated files."""
+    for name in (CHECKPOINTS_DIR, "tb"):
+        shutil.rmtree(run / name, ignore_errors=True)
+    for name in (
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        "summary.json",
+        "reconstructions.png",
+        "loss_curve.png",
+    ):
+        (run / name).unlink(missing_ok=True)

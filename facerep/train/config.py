@@ -55,6 +55,22 @@ class TrainConfig:
     log_every: int = 10  # steps between TensorBoard scalars
     threads: int | None = None  # torch CPU threads per process; None: torch's default
 
+    def __post_init__(self) -> None:
+        _check_types(self)
+        positive = ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.mask_ratio < 1.0:
+            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs}):"
+                " the lr would never reach its peak"
+            )
+
     @property
     def base_lr_scaled(self) -> float:
         """The peak learning rate actually applied."""
@@ -80,6 +96,21 @@ class TrainConfig:
         return cls(**data)
 
 
+def _check_types(config: TrainConfig) -> None:
+    """One-line errors for values of the wrong type (a TOML `epochs = "10"`)."""
+    for spec in fields(config):
+        value = getattr(config, spec.name)
+        expected = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(
+            str(spec.type).split(" | ")[0]
+        )
+        if expected is None or value is None:
+            continue
+        if isinstance(value, bool) and expected is not bool:
+            raise ValueError(f"{spec.name} must be a number, got {value!r}")
+        if not isinstance(value, expected):
+            raise ValueError(f"{spec.name} must be {spec.type}, got {value!r}")
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then a TOML or JSON file, then `overrides` (None values are left out)."""
     config = TrainConfig()
@@ -97,7 +128,8 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
-        raise ValueError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'} ({e})") from None
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise ValueError(f"{path}: not valid {kind} ({e})") from None
 
 
 def with_updates(config: TrainConfig, **changes: Any) -> TrainConfig:

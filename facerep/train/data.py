@@ -28,6 +28,7 @@ class DatasetPart:
     faces: int
     used: int
     note: str
+    padding: float  # the crop margin it was prepared with (all parts must agree)
 
 
 class PretrainFaces(Dataset):
@@ -59,6 +60,13 @@ class PretrainFaces(Dataset):
             images.append(crops)
             landmarks.append(points)
             self.parts.append(part)
+        paddings = {part.padding for part in self.parts}
+        if len(paddings) > 1:
+            raise ValueError(
+                f"datasets were cropped with different paddings {sorted(paddings)}: "
+                "prepare them alike"
+            )
+        self.padding = paddings.pop()
         self.imgs = torch.cat(images)
         self.landmarks = torch.cat(landmarks)
         if len(self.imgs) == 0:
@@ -88,7 +96,8 @@ def _load_part(
         # Pixel centres at integers: a point x maps to (x + 0.5) * s - 0.5.
         scale = img_size / data.size
         points = (points + 0.5) * scale - 0.5
-    return crops.contiguous(), points, DatasetPart(str(path), len(data), len(rows), note)
+    part = DatasetPart(str(path), len(data), len(rows), note, float(data.meta["padding"]))
+    return crops.contiguous(), points, part
 
 
 def _resize_uint8(crops: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:

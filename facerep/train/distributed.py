@@ -81,6 +81,12 @@ def max_parameter_spread(model: torch.nn.Module, world: World) -> float:
     return float((high - low).abs().max())
 
 
+def barrier(world: World) -> None:
+    """Wait until every process gets here."""
+    if world.size > 1:
+        dist.barrier()
+
+
 def shutdown(world: World) -> None:
     """Leave the process group."""
     if world.size > 1 and dist.is_initialized():

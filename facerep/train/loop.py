@@ -21,13 +21,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from facerep.data.store import atomic_write
+from facerep.files import atomic_write
 from facerep.models.masking import make_mask
 from facerep.models.registry import create_model
 from facerep.train.augment import augment, sample_augment
 from facerep.train.checkpoint import (
     CONFIG_FILE,
     Checkpoint,
+    clear_run,
     load_checkpoint,
     read_run_config,
     save_checkpoint,
@@ -37,6 +38,7 @@ from facerep.train.config import TrainConfig
 from facerep.train.data import PretrainFaces
 from facerep.train.distributed import (
     World,
+    barrier,
     gather_interleaved,
     init_distributed,
     max_parameter_spread,
@@ -129,9 +131,18 @@ def pretrain(
     device = training_device()
     world = init_distributed(device)
     try:
+        if overwrite and not resume:
+            _clear_on_main(Path(config.out), world)
         return _Trainer(config, world, device, resume).run(on_step, stop_after)
     finally:
         shutdown(world)
+
+
+def _clear_on_main(run: Path, world: World) -> None:
+    """Remove an earlier run's files from `run` before any process starts writing there."""
+    if world.is_main:
+        clear_run(run)
+    barrier(world)
 
 
 def resume_config(run: str | Path, **changes: object) -> TrainConfig:
@@ -244,7 +255,8 @@ class _Trainer:
                 "img_size": self.model.config.img_size,
                 "mean": IMAGE_MEAN,
                 "std": IMAGE_STD,
-                "crop": "facerep 5-point template, padding 0.25",
+                "crop_padding": self.data.padding,
+                "crop_template": "dlib 5-point mean face (facerep.faces.align)",
             },
             "data": [vars(part) for part in self.data.parts],
         }

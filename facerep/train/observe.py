@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facerep.data.store import atomic_write
+from facerep.files import atomic_write
 from facerep.models.vit import patchify, unpatchify
 
 GRID_FILE = "reconstructions.png"
@@ -30,19 +30,23 @@ def reconstruction_grid(
 
     Returns an `[n*S, 3*S, 3]` uint8 image.
     """
+    inputs = (imgs - mean) / std
     model.eval()
     with torch.no_grad():
-        _, pred, mask = model((imgs - mean) / std, mask=mask)
+        _, pred, mask = model(inputs, mask=mask)
     model.train()
     p = model.patch_size
-    target = patchify(imgs, p)
+    pred = pred.float()
     if getattr(model, "norm_pix_loss", False):
-        # The model predicts each patch normalised; give it the original's mean and spread back.
+        # The target was each input patch normalised: give the prediction its mean and spread back.
+        target = patchify(inputs, p)
         patch_mean = target.mean(dim=-1, keepdim=True)
         patch_std = (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
         pred = pred * patch_std + patch_mean
+    predicted = unpatchify(pred, p) * std + mean  # back from the model's input space to [0, 1]
     visible = mask[..., None] == 0
-    recon = unpatchify(torch.where(visible, target, pred.float()), p)
+    target = patchify(imgs, p)
+    recon = unpatchify(torch.where(visible, target, patchify(predicted, p)), p)
     masked = unpatchify(torch.where(visible, target, torch.full_like(target, 0.5)), p)
     rows = torch.cat([imgs, masked, recon.clamp(0, 1)], dim=3)  # [n, 3, S, 3S]
     grid = rows.permute(0, 2, 3, 1).reshape(-1, rows.shape[3], 3)

@@ -72,3 +72,18 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], message: str, tmp_pa
 def test_quiet_prints_nothing_on_success(tmp_path: Path) -> None:
     result = facerep("prepare", "builtin:lfw-sample", str(tmp_path / "o"), "--size", "32", "-q")
     assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+
+
+def test_unwritable_output_and_damaged_manifest_are_one_line_errors(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = facerep("prepare", "builtin:lfw-sample", str(blocker / "out"), "-q")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1 and str(blocker) in result.stderr
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "manifest.sqlite").write_bytes(b"this is not sqlite" * 100)
+    info = facerep("info", str(damaged))
+    assert info.returncode == 2 and "damaged manifest" in info.stderr
+    assert "Traceback" not in info.stderr

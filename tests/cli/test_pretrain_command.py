@@ -20,6 +20,9 @@ def test_pretrain_resume_and_refusal(lfw_dataset: Path, tmp_path: Path) -> None:
     again = facerep(*args)
     assert again.returncode == 2 and "already holds a run" in again.stderr
 
+    clash = facerep("pretrain", "--resume", str(run), "--batch-size", "8")
+    assert clash.returncode == 2 and "drop --batch-size" in clash.stderr
+
     more = facerep("pretrain", "--resume", str(run), "--epochs", "3", "--json")
     assert more.returncode == 0, more.stderr
     assert json.loads(more.stdout)["steps"] == 15

@@ -65,6 +65,15 @@ def test_rerun_skips_done_files_and_completes_new_ones(faces_dir: Path, tmp_path
     assert prepare_dataset(faces_dir, out, SMALL).already_done == 14
 
 
+def test_rerun_with_another_spelling_of_the_source_skips_everything(
+    faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepare_dataset(faces_dir, tmp_path / "out", SMALL)
+    monkeypatch.chdir(faces_dir.parent)
+    again = prepare_dataset(Path("src"), tmp_path / "out", SMALL)
+    assert again.already_done == 12 and again.outcomes.get("duplicate", 0) == 0
+
+
 def test_exact_duplicates_are_kept_once_and_reported(faces_dir: Path, tmp_path: Path) -> None:
     shutil.copy(faces_dir / "id0" / "0.png", faces_dir / "id2" / "dup.png")
     summary = prepare_dataset(faces_dir, tmp_path / "out", SMALL)
@@ -101,11 +110,15 @@ def test_two_workers_give_the_same_dataset_as_one(
     faces_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(prepare, "FILES_PER_WORKER", 1)  # use the pool even for 12 files
-    prepare_dataset(faces_dir, tmp_path / "one", SMALL, workers=1)
-    prepare_dataset(faces_dir, tmp_path / "two", SMALL, workers=2)
+    shutil.copy(faces_dir / "id0" / "0.png", faces_dir / "id3" / "9.png")  # a duplicate
+    (faces_dir / "id1" / "bad.jpg").write_bytes(b"not a jpeg")
+    for workers, out in ((1, "one"), (2, "two")):
+        prepare_dataset(faces_dir, tmp_path / out, SMALL, workers=workers, commit_every=3)
     one, two = open_dataset(tmp_path / "one"), open_dataset(tmp_path / "two")
     assert list(one.sources) == list(two.sources)
     np.testing.assert_array_equal(np.asarray(one.crops), np.asarray(two.crops))
+    assert one.files == two.files  # every outcome, in source order
+    assert read_report(tmp_path / "two")["9.png"][0] == "duplicate"
 
 
 def test_workers_start_only_when_the_inputs_pay_for_them() -> None:

@@ -13,7 +13,6 @@ from facerep.data.store import (
     DatasetWriter,
     FaceRow,
     FileRecord,
-    atomic_write,
     open_dataset,
 )
 
@@ -40,7 +39,10 @@ def test_round_trip(tmp_path: Path) -> None:
     with DatasetWriter(tmp_path, SIZE, {}) as writer:
         writer.add([record("a.jpg", 2, fill=10), record("b.jpg", 0)])
         writer.add([record("c.jpg", 1, identity="bob", fill=50)])
-        assert writer.known_inputs() == [(f"hash-{n}", n) for n in ("a.jpg", "b.jpg", "c.jpg")]
+        assert writer.known_inputs() == [
+            (f"hash-{n}", n, n, status)
+            for n, status in (("a.jpg", "ok"), ("b.jpg", "no_face"), ("c.jpg", "ok"))
+        ]
         writer.write_report()
     data = open_dataset(tmp_path)
     assert len(data) == 3 and data.crops.shape == (3, SIZE, SIZE, 3)
@@ -65,10 +67,23 @@ def test_bytes_left_by_a_crash_are_dropped(tmp_path: Path) -> None:
     assert (tmp_path / CROPS_FILE).stat().st_size == 2 * SIZE * SIZE * 3
 
 
-def test_a_different_crop_size_is_refused(tmp_path: Path) -> None:
-    DatasetWriter(tmp_path, SIZE, {}).close()
+def test_a_different_crop_size_or_detector_is_refused(tmp_path: Path) -> None:
+    DatasetWriter(tmp_path, SIZE, {"detector": "hog"}).close()
     with pytest.raises(DatasetError, match="prepared with size=8, not 16"):
         DatasetWriter(tmp_path, 16, {})
+    with pytest.raises(DatasetError, match='prepared with detector="hog", not "cnn"'):
+        DatasetWriter(tmp_path, SIZE, {"detector": "cnn"})
+
+
+def test_a_failed_commit_does_not_shift_later_crops(tmp_path: Path) -> None:
+    with DatasetWriter(tmp_path, SIZE, {}) as writer:
+        writer.add([record("a.jpg", 1, fill=1)])
+        broken = record("b.jpg", 1, fill=2)
+        broken.status = None  # violates NOT NULL: the transaction fails after the crop is written
+        with pytest.raises(Exception, match="NOT NULL"):
+            writer.add([broken])
+        writer.add([record("c.jpg", 1, fill=3)])
+    assert [int(c[0, 0, 0]) for c in open_dataset(tmp_path).crops] == [1, 3]
 
 
 def test_only_one_writer_at_a_time(tmp_path: Path) -> None:
@@ -79,20 +94,3 @@ def test_only_one_writer_at_a_time(tmp_path: Path) -> None:
 def test_open_refuses_a_folder_that_is_not_a_dataset(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not a prepared dataset"):
         open_dataset(tmp_path)
-
-
-def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path) -> None:
-    target = tmp_path / "report.csv"
-    target.write_text("old")
-    with pytest.raises(RuntimeError), atomic_write(target, "w") as f:
-        f.write("half")
-        raise RuntimeError("crash")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["report.csv"]
-
-
-def test_atomic_write_gives_ordinary_file_permissions(tmp_path: Path) -> None:
-    with atomic_write(tmp_path / "a.csv", "w") as f:
-        f.write("x")
-    (tmp_path / "b.csv").write_text("x")
-    assert (tmp_path / "a.csv").stat().st_mode == (tmp_path / "b.csv").stat().st_mode

@@ -74,7 +74,7 @@ def test_tight_large_portrait_is_found_with_a_margin(astronaut, astronaut_landma
     # border, so the first pass misses it and the padded retry must find it.
     top, bottom, left, right = 93, 170, 189, 256
     tight = resize(astronaut[top:bottom, left:right], 500, 500)
-    assert _detect_once(tight, 1.0, 0, "hog", 0) == []  # the case the retry is for
+    assert _detect_once(tight, np.ones(2), 0, "hog", 0) == []  # the case the retry is for
     detections = detect_faces(tight)
     assert len(detections) == 1
     scale = np.array([500 / (right - left), 500 / (bottom - top)])
@@ -183,3 +183,18 @@ def test_orl_tight_crops(orl_dir):
             assert faces[0].crop.shape == (112, 112, 3)
             assert abs(faces[0].pose.yaw) < 45
     assert found >= 19, f"faces found in {found} of {len(paths)} ORL images"
+
+
+def test_working_image_points_map_back_exactly():
+    # A bright pixel at a known source position, found in the resized image, maps back to it.
+    from facerep.faces.detect import _working_image, to_source
+
+    source = np.zeros((45, 60, 3), np.uint8)
+    source[30, 12] = 255
+    working, scale = _working_image(source)
+    assert working.shape[1] == 170 and scale[0] != scale[1]  # rounding differs per axis
+    weights = working[..., 0].astype(float)
+    ys, xs = np.indices(weights.shape)
+    centre = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
+    np.testing.assert_allclose(to_source(centre[None], scale, 0)[0], [12, 30], atol=0.05)
+    np.testing.assert_allclose(to_source(np.array([[7.0, 9.0]]), np.ones(2), 4), [[3.0, 5.0]])

@@ -1,0 +1,42 @@
+"""Training configuration: defaults, then a file, then flags; bad values refused in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facerep.train.config import TrainConfig, load_config
+
+
+def test_flags_override_the_file_which_overrides_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text('model = "vit-small"\nepochs = 7\nbatch_size = 32\n')
+    config = load_config(path, epochs=9, seed=None)
+    assert (config.model, config.epochs, config.batch_size) == ("vit-small", 9, 32)
+    assert config.seed == TrainConfig().seed
+    assert config.base_lr_scaled == pytest.approx(config.blr * 32 / 256)
+
+
+def test_json_round_trip() -> None:
+    config = TrainConfig(datasets=("a", "b"), model_overrides={"decoder_depth": 2})
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('epochs = "10"', "epochs must be int"),
+        ("checkpoint_every = 0", "checkpoint_every must be at least 1"),
+        ("keep_checkpoints = 0", "keep_checkpoints must be at least 1"),
+        ("mask_ratio = 1.0", "mask_ratio must be in"),
+        ("epochs = 2\nwarmup_epochs = 5", "exceeds epochs"),
+        ("learning_rate = 0.1", "unknown training options"),
+        ("epochs = [", "not valid TOML"),
+    ],
+)
+def test_bad_files_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ValueError, match=message):
+        load_config(path)
