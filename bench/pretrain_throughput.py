@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from facerep.data.store import atomic_write
+from facerep.files import atomic_write
 from facerep.models.masking import random_mask
 from facerep.models.registry import create_model
 from facerep.train.loop import weight_decay_groups

@@ -39,7 +39,7 @@ def write_face_folder(root: Path, faces: np.ndarray, per_identity: int, upscale:
 
 @pytest.fixture(scope="session")
 def lfw_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The built-in LFW sample prepared at 32 px (93 faces, no identities)."""
+    """The built-in LFW sample prepared at 32 px (over 90 faces, no identities)."""
     from facerep.data.prepare import PrepareOptions, prepare_dataset
 
     out = tmp_path_factory.mktemp("lfw32") / "data"

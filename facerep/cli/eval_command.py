@@ -1,0 +1,103 @@
+"""`facerep eval`: verification, identification, clustering and few-shot probes, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from facerep.cli.output import UsageError, console, console_err, print_json
+from facerep.data.store import DatasetError
+
+
+def eval_command(
+    dataset: Annotated[Path, typer.Argument(help="A prepared dataset with identity folders.")],
+    encoder: Annotated[
+        list[str],
+        typer.Option(
+            "--encoder", "-e", help="pixels, pca, dlib or a run directory; repeat for several."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval-report"),
+    split_seed: Annotated[int, typer.Option(help="Seed of the identity split.")] = 0,
+    train_fraction: Annotated[
+        float,
+        typer.Option(
+            help="Share of identities used for fitting (eigenfaces, whitening).", min=0.05, max=0.95
+        ),
+    ] = 0.5,
+    all_heldout: Annotated[
+        bool, typer.Option(help="Evaluate every identity (none was seen in training).")
+    ] = False,
+    pairs: Annotated[Path | None, typer.Option(help="LFW-style pairs.txt to use.")] = None,
+    flip: Annotated[bool, typer.Option(help="Average each embedding with its mirror.")] = False,
+    whiten: Annotated[
+        str, typer.Option(help="PCA whitening fitted on training identities: both, on or off.")
+    ] = "both",
+    pool: Annotated[
+        list[int] | None,
+        typer.Option(help="Token encoders: also report a GxG grid of pooled tokens (repeatable)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of pairs and trials.")] = 0,
+    json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Evaluate encoders on the held-out identities of DATASET and write a report to --out.
+
+    Every encoder sees the same seeded identity split, pairs and trials. Writes results.json,
+    report.md, report.html, ROC curves, t-SNE maps and nearest-neighbour strips.
+    """
+    from facerep.eval.harness import evaluate_all, load_eval_data
+    from facerep.eval.report import SUMMARY_KEYS, results_table, write_report
+
+    if whiten not in ("both", "on", "off"):
+        raise UsageError(f"--whiten {whiten}: choose both, on or off")
+    try:
+        data = load_eval_data(dataset, train_fraction, split_seed, all_heldout)
+        variants = _variants(encoder, whiten, pool or [], flip, all_heldout)
+        say = (
+            (lambda name: None)
+            if quiet or json
+            else (lambda name: console_err.print(f"evaluating {name}", highlight=False))
+        )
+        results = evaluate_all(data, variants, lfw_pairs=pairs, seed=seed, on_encoder=say)
+        report = write_report(results, data, out)
+    except (ValueError, DatasetError) as e:
+        raise UsageError(str(e)) from None
+    if json:
+        print_json({r.name: r.metrics for r in results})
+        return
+    if not quiet:
+        header, rows = results_table(results, SUMMARY_KEYS)
+        table = Table(*header, title=f"{dataset} (held-out identities)")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        console.print(f"report: {report / 'report.html'}")
+
+
+def _variants(names: list[str], whiten: str, pools: list[int], flip: bool, all_heldout: bool):
+    """(encoder, options) pairs: each encoder raw and/or whitened, at each pooling grid."""
+    from facerep.api import load_encoder
+    from facerep.eval.embedding import EmbedOptions
+
+    whitening = {"both": [False, True], "on": [True], "off": [False]}[whiten]
+    if all_heldout:
+        whitening = [False]  # nothing to fit it on
+    variants = []
+    for name in names:
+        encoder = load_encoder(name)
+        grids = [1, *pools] if hasattr(encoder, "tokens") else [1]
+        # Eigenfaces are whitened by construction: another whitening would change nothing.
+        modes = [False] if getattr(encoder, "name", "") == "pca" else whitening
+        variants += [
+            (encoder, EmbedOptions(flip=flip, pool_grid=g, whiten=w)) for g in grids for w in modes
+        ]
+    return variants
+
+
+def register(app: typer.Typer) -> None:
+    """Add the evaluation command to the CLI."""
+    app.command("eval")(eval_command)

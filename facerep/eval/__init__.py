@@ -1,0 +1,1 @@
+"""Evaluation protocols: verification, identification, clustering and probes, with reports."""

@@ -1,0 +1,166 @@
+"""Face clustering: agglomerative and HDBSCAN over embeddings, scored by pairwise and BCubed F1.
+
+Pairwise precision and recall count pairs of faces put in the same cluster; BCubed (Bagga and
+Baldwin, 1998, "Entity-based cross-document coreferencing using the vector space model")
+averages per face, so a big identity does not drown the small ones. HDBSCAN is Campello,
+Moulavi and Sander (2013), "Density-based clustering based on hierarchical density estimates".
+Embeddings are `[N, D]` unit rows; similarity is cosine.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from sklearn.cluster import HDBSCAN, AgglomerativeClustering
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics.cluster import contingency_matrix, pair_confusion_matrix
+
+ClusterMethod = Literal["agglomerative", "hdbscan"]
+METHODS: tuple[ClusterMethod, ...] = ("agglomerative", "hdbscan")
+
+
+def pairwise_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> tuple[float, float, float]:
+    """Pairwise (precision, recall, F1): a pair is positive when both faces share a cluster.
+
+    With no predicted pairs (all singletons) precision is 1.0, since no merge was wrong; with no
+    true pairs recall is 1.0, since there was nothing to find.
+    """
+    # sklearn counts ordered pairs (each pair twice); the factor cancels in every ratio.
+    pairs = pair_confusion_matrix(labels_true, labels_pred)
+    true_pos, false_pos, false_neg = pairs[1, 1], pairs[0, 1], pairs[1, 0]
+    precision = _ratio(true_pos, true_pos + false_pos)
+    recall = _ratio(true_pos, true_pos + false_neg)
+    return precision, recall, _f1(precision, recall)
+
+
+def bcubed_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> tuple[float, float, float]:
+    """BCubed (precision, recall, F1), averaged over faces.
+
+    A face's precision is the share of its predicted cluster that has its identity; its recall
+    is the share of its identity that sits in its cluster. From the contingency counts n_ij
+    (identity i, cluster j): precision = sum_j (sum_i n_ij^2 / |cluster j|) / N, recall alike.
+    """
+    counts = contingency_matrix(labels_true, labels_pred, sparse=True).astype(np.float64)
+    squared = counts.multiply(counts)
+    n_faces = counts.sum()
+    cluster_sizes = np.asarray(counts.sum(axis=0)).ravel()
+    identity_sizes = np.asarray(counts.sum(axis=1)).ravel()
+    precision = float((np.asarray(squared.sum(axis=0)).ravel() / cluster_sizes).sum() / n_faces)
+    recall = float((np.asarray(squared.sum(axis=1)).ravel() / identity_sizes).sum() / n_faces)
+    return precision, recall, _f1(precision, recall)
+
+
+def cluster_embeddings(
+    embeddings: np.ndarray,
+    method: ClusterMethod,
+    threshold: float | None,
+    min_cluster_size: int = 2,
+) -> np.ndarray:
+    """Cluster `[N, D]` unit rows into `[N]` int labels; every face gets one (noise: one each).
+
+    Args:
+        embeddings: `[N, D]` float32 L2-normalised rows.
+        method: "agglomerative" (average linkage on cosine distance) or "hdbscan".
+        threshold: cosine similarity at which two faces count as one person (the verification
+            threshold). Agglomerative keeps merging while the average similarity between two
+            clusters is above it, so it is required there; HDBSCAN finds its own density levels
+            and does not use it.
+        min_cluster_size: HDBSCAN's smallest cluster; 2 because a person may have two photos.
+            On evenly spread faces 2 lets HDBSCAN split one person into small dense groups.
+    """
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if len(embeddings) < 2:
+        # Both estimators refuse fewer than two samples; one face is trivially its own cluster.
+        return np.arange(len(embeddings))
+    if method == "agglomerative":
+        return _agglomerative(embeddings, threshold)
+    if method == "hdbscan":
+        return _hdbscan(embeddings, min_cluster_size)
+    raise ValueError(f"unknown clustering method {method!r}: use one of {', '.join(METHODS)}")
+
+
+def evaluate_clustering(
+    embeddings: np.ndarray, identities: np.ndarray, threshold: float
+) -> dict[str, dict[str, float]]:
+    """Both methods scored against the identities: pairwise, BCubed, NMI and cluster counts.
+
+    Args:
+        embeddings: `[N, D]` unit rows of labelled faces.
+        identities: `[N]` identity names.
+        threshold: cosine-similarity verification threshold (same person when >= threshold);
+            agglomerative cuts its tree there, HDBSCAN chooses its own clusters.
+
+    Returns:
+        {"agglomerative": {...}, "hdbscan": {...}}, each with pairwise_precision/recall/f1,
+        bcubed_precision/recall/f1, nmi, clusters (found, singletons included) and identities.
+    """
+    identities = np.asarray(identities, dtype=object)
+    if any(name is None for name in identities):
+        raise ValueError("evaluate_clustering: some faces have no identity; pass labelled faces")
+    labels_true = np.unique(identities.astype(str), return_inverse=True)[1]
+    return {
+        method: _scores(labels_true, cluster_embeddings(embeddings, method, threshold))
+        for method in METHODS
+    }
+
+
+def _agglomerative(embeddings: np.ndarray, threshold: float | None) -> np.ndarray:
+    if threshold is None:
+        raise ValueError("agglomerative clustering needs a similarity threshold (e.g. 0.5)")
+    # sklearn merges while the linkage distance is below distance_threshold, so faces join when
+    # their average similarity is above `threshold` (the tie at exactly equal is immaterial).
+    # Above 1 no pair can qualify; sklearn refuses a negative distance, and 0 merges nothing too.
+    distance = max(0.0, 1.0 - threshold)
+    model = AgglomerativeClustering(
+        n_clusters=None, metric="cosine", linkage="average", distance_threshold=distance
+    )
+    return model.fit_predict(embeddings)
+
+
+def _hdbscan(embeddings: np.ndarray, min_cluster_size: int) -> np.ndarray:
+    # On unit vectors euclidean distance is sqrt(2 - 2 cos), a monotone map of cosine, so the
+    # fast euclidean trees give the same density ordering as cosine would. The verification
+    # threshold is not passed as cluster_selection_epsilon: it would make HDBSCAN a second
+    # threshold method, and sklearn 1.9's epsilon search fails under numpy 2.4.
+    size = min(min_cluster_size, len(embeddings))
+    model = HDBSCAN(min_cluster_size=size, metric="euclidean", copy=True)
+    return noise_as_singletons(model.fit_predict(embeddings))
+
+
+def noise_as_singletons(labels: np.ndarray) -> np.ndarray:
+    """Labels with each noise face (-1) moved to a new cluster of its own."""
+    # HDBSCAN's -1 means "belongs to no cluster", not "one cluster of outliers": scored as one
+    # cluster, every noise face would be merged with every other (a precision penalty for merges
+    # never made); dropped, the hardest faces would vanish from the score. A face left alone is
+    # what a photo app shows the user, so it is scored as a singleton.
+    labels = np.array(labels, dtype=np.int64)
+    noise = labels == -1
+    labels[noise] = labels.max(initial=-1) + 1 + np.arange(noise.sum())
+    return labels
+
+
+def _scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> dict[str, float]:
+    pair_p, pair_r, pair_f1 = pairwise_scores(labels_true, labels_pred)
+    cube_p, cube_r, cube_f1 = bcubed_scores(labels_true, labels_pred)
+    return {
+        "pairwise_precision": pair_p,
+        "pairwise_recall": pair_r,
+        "pairwise_f1": pair_f1,
+        "bcubed_precision": cube_p,
+        "bcubed_recall": cube_r,
+        "bcubed_f1": cube_f1,
+        "nmi": float(normalized_mutual_info_score(labels_true, labels_pred)),
+        "clusters": len(np.unique(labels_pred)),
+        "identities": len(np.unique(labels_true)),
+    }
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    # An empty denominator means nothing was claimed (or nothing to find): nothing went wrong.
+    return float(numerator / denominator) if denominator else 1.0
+
+
+def _f1(precision: float, recall: float) -> float:
+    total = precision + recall
+    return 2.0 * precision * recall / total if total else 0.0

@@ -1,0 +1,175 @@
+"""Run every protocol for every encoder on one seeded identity-disjoint split.
+
+The same held-out identities, pairs and trials serve every encoder, so the numbers in a report
+compare representations and nothing else. Anything fitted (eigenfaces, PCA whitening) sees only
+the training identities.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facerep.data.splits import split_identities
+from facerep.data.store import open_dataset
+from facerep.encoders.base import Encoder
+from facerep.eval.clustering import evaluate_clustering
+from facerep.eval.embedding import EmbedOptions, Whitener, raw_features
+from facerep.eval.identification import evaluate_identification
+from facerep.eval.probes import few_shot_probes
+from facerep.eval.verification import (
+    Pairs,
+    VerificationResult,
+    evaluate_verification,
+    make_pairs,
+    read_lfw_pairs,
+)
+
+
+@dataclass
+class EvalData:
+    """Faces of the held-out identities (evaluated) and of the training identities (fitting)."""
+
+    faces: np.ndarray
+    identities: np.ndarray
+    sources: np.ndarray
+    train_faces: np.ndarray
+    train_identities: np.ndarray
+    split: dict
+
+
+def load_eval_data(
+    dataset: str | Path,
+    train_fraction: float = 0.5,
+    split_seed: int = 0,
+    all_heldout: bool = False,
+) -> EvalData:
+    """Split a prepared identity dataset into training and held-out identities (seeded)."""
+    data = open_dataset(dataset)
+    labelled = np.array([name is not None for name in data.identities])
+    if labelled.sum() == 0:
+        raise ValueError(f"{dataset}: has no identities; evaluation needs identity folders")
+    identities = data.identities
+    if all_heldout:
+        train_names, held_names = [], sorted(set(identities[labelled]))
+    else:
+        train_names, held_names = split_identities(identities[labelled], train_fraction, split_seed)
+    held = np.isin(identities, held_names) & labelled
+    train = np.isin(identities, train_names) & labelled
+    split = {
+        "dataset": str(dataset),
+        "seed": split_seed,
+        "train_fraction": train_fraction,
+        "all_heldout": all_heldout,
+        "train_identities": train_names,
+        "heldout_identities": held_names,
+        "heldout_faces": int(held.sum()),
+        "train_faces": int(train.sum()),
+    }
+    return EvalData(
+        np.asarray(data.crops[held]),
+        identities[held],
+        data.sources[held],
+        np.asarray(data.crops[train]),
+        identities[train],
+        split,
+    )
+
+
+@dataclass
+class EncoderResult:
+    """One encoder variant's metrics, plus what the report plots."""
+
+    name: str
+    metrics: dict[str, float | int | None]
+    verification: VerificationResult
+    embeddings: np.ndarray = field(repr=False)
+
+
+def evaluation_pairs(data: EvalData, lfw_pairs: str | Path | None, seed: int) -> Pairs:
+    """LFW's official pairs when given, else seeded genuine and equal impostor pairs."""
+    if lfw_pairs is not None:
+        names = [Path(source).name for source in data.sources]
+        return read_lfw_pairs(lfw_pairs, names)
+    return make_pairs(data.identities, seed=seed)
+
+
+def evaluate_encoder(
+    encoder: Encoder,
+    options: EmbedOptions,
+    data: EvalData,
+    pairs: Pairs,
+    seed: int = 0,
+) -> EncoderResult:
+    """Every protocol for one encoder variant on the held-out identities."""
+    start = time.perf_counter()
+    _fit_if_needed(encoder, data)
+    embeddings = raw_features(encoder, data.faces, options)
+    if options.whiten:
+        if len(data.train_faces) < 2:
+            raise ValueError("whitening needs training identities: drop --all-heldout")
+        whitener = Whitener(options.whiten_components).fit(
+            raw_features(encoder, data.train_faces, options)
+        )
+        embeddings = whitener.transform(embeddings)
+    verification = evaluate_verification(embeddings, pairs, seed=seed)
+    metrics: dict[str, float | int | None] = {
+        "dim": int(embeddings.shape[1]),
+        "verification_accuracy": verification.accuracy,
+        "verification_std": verification.accuracy_std,
+        "roc_auc": verification.roc_auc,
+        "eer": verification.eer,
+        "threshold": verification.threshold,
+        "pairs": verification.n_pairs,
+        **{
+            f"tar_at_far_{far:.0e}".replace("e-0", "e-"): tar
+            for far, tar in verification.tar_at_far.items()
+        },
+        **evaluate_identification(embeddings, data.identities, seed=seed),
+        **_clustering_metrics(embeddings, data.identities, verification.threshold),
+        **few_shot_probes(embeddings, data.identities, seed=seed),
+    }
+    metrics["seconds"] = round(time.perf_counter() - start, 2)
+    name = encoder.name + options.suffix()
+    return EncoderResult(name, metrics, verification, embeddings)
+
+
+def _fit_if_needed(encoder: Encoder, data: EvalData) -> None:
+    fit = getattr(encoder, "fit", None)
+    if fit is None or hasattr(encoder, "pca_"):
+        return
+    if len(data.train_faces) < 2:
+        raise ValueError(f"{encoder.name} is fitted on training identities: drop --all-heldout")
+    fit(data.train_faces)
+
+
+def _clustering_metrics(
+    embeddings: np.ndarray, identities: np.ndarray, threshold: float
+) -> dict[str, float | int]:
+    """Agglomerative results under the plain names the report table uses, HDBSCAN prefixed."""
+    results = evaluate_clustering(embeddings, identities, threshold)
+    flat = dict(results["agglomerative"])
+    flat.update({f"hdbscan_{key}": value for key, value in results["hdbscan"].items()})
+    return flat
+
+
+def evaluate_all(
+    data: EvalData,
+    encoders: list[tuple[Encoder, EmbedOptions]],
+    *,
+    lfw_pairs: str | Path | None = None,
+    seed: int = 0,
+    on_encoder: Callable[[str], None] | None = None,
+) -> list[EncoderResult]:
+    """Every encoder variant on the same pairs and trials."""
+    pairs = evaluation_pairs(data, lfw_pairs, seed)
+    results = []
+    for encoder, options in encoders:
+        if on_encoder:
+            on_encoder(encoder.name + options.suffix())
+        results.append(evaluate_encoder(encoder, options, data, pairs, seed))
+    return results

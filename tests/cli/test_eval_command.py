@@ -1,0 +1,56 @@
+"""`facerep eval` through the real entry point: the report, its keys and the numbers' order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from facerep.data.prepare import PrepareOptions, prepare_dataset
+from tests.cli.test_app import facerep
+
+KEYS = {"verification_accuracy", "verification_std", "roc_auc", "tar_at_far_1e-2", "rank1",
+        "rank5", "pairwise_f1", "bcubed_f1", "nmi", "split"}
+
+
+@pytest.fixture(scope="module")
+def orl_small(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 ORL identities (all 10 images each) prepared at 48 px."""
+    root = tmp_path_factory.mktemp("orl")
+    for person in range(1, 13):
+        folder = root / "src" / f"s{person}"
+        folder.mkdir(parents=True)
+        for n in range(1, 11):
+            (folder / f"{n}.pgm").symlink_to(shared_data / "orl" / f"s{person}" / f"{n}.pgm")
+    prepare_dataset(root / "src", root / "data", PrepareOptions(size=48))
+    return root / "data"
+
+
+def test_eval_writes_the_report_and_ranks_the_encoders(orl_small: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = facerep("eval", str(orl_small), "-e", "pixels", "-e", "pca", "-e", "dlib",
+                     "--whiten", "off", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "dlib" in result.stdout and "report.html" in result.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"pixels", "pca", "dlib"}
+    for metrics in results.values():
+        assert metrics.keys() >= KEYS
+        assert metrics["split"]["heldout_identities"] == results["dlib"]["split"][
+            "heldout_identities"]
+    assert len(results["dlib"]["split"]["heldout_identities"]) == 6
+    accuracy = {name: m["verification_accuracy"] for name, m in results.items()}
+    assert accuracy["dlib"] > 0.97 and accuracy["dlib"] > accuracy["pca"] > 0.6
+    for name in ("report.md", "report.html", "roc.png", "tsne.png", "neighbours_dlib.png"):
+        assert (out / name).is_file(), name
+
+
+def test_eval_usage_errors(orl_small: Path, lfw_dataset: Path, tmp_path: Path) -> None:
+    unknown = facerep("eval", str(orl_small), "-e", "nonsense", "--out", str(tmp_path / "r"))
+    assert unknown.returncode == 2 and "not an encoder name" in unknown.stderr
+    flat = facerep("eval", str(lfw_dataset), "-e", "pixels", "--out", str(tmp_path / "r"))
+    assert flat.returncode == 2 and "has no identities" in flat.stderr
+    pca_alone = facerep("eval", str(orl_small), "-e", "pca", "--all-heldout",
+                        "--out", str(tmp_path / "r"))
+    assert pca_alone.returncode == 2 and "drop --all-heldout" in pca_alone.stderr
