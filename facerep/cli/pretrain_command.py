@@ -71,44 +71,27 @@ def pretrain_command(
     at the end, RUN/reconstructions.png and RUN/loss_curve.png. Works the same under
     `torchrun --nproc_per_node=N -m facerep pretrain ...`.
     """
+    flags = {
+        "datasets": tuple(map(str, datasets)) if datasets else None,
+        "out": str(out) if out else None,
+        "model": model,
+        "masking": masking,
+        "mask_ratio": mask_ratio,
+        "batch_size": batch_size,
+        "blr": blr,
+        "warmup_epochs": warmup_epochs,
+        "precision": precision,
+        "seed": seed,
+        "checkpoint_every": checkpoint_every,
+        "model_overrides": _parse_overrides(model_option) or None,
+        "use_all_identities": use_all_identities or None,
+    }
     try:
         if resume is not None:
-            _refuse_with_resume(
-                datasets=datasets,
-                out=out,
-                model=model,
-                masking=masking,
-                mask_ratio=mask_ratio,
-                batch_size=batch_size,
-                blr=blr,
-                warmup_epochs=warmup_epochs,
-                precision=precision,
-                seed=seed,
-                checkpoint_every=checkpoint_every,
-                model_option=model_option,
-                use_all_identities=use_all_identities or None,
-                config=config,
-                overwrite=overwrite or None,
-            )
+            _refuse_with_resume({**flags, "config": config, "overwrite": overwrite or None})
             train_config = resume_config(resume, **({"epochs": epochs} if epochs else {}))
         else:
-            train_config = load_config(
-                config,
-                datasets=tuple(map(str, datasets)) if datasets else None,
-                out=str(out) if out else None,
-                model=model,
-                masking=masking,
-                mask_ratio=mask_ratio,
-                epochs=epochs,
-                batch_size=batch_size,
-                blr=blr,
-                warmup_epochs=warmup_epochs,
-                precision=precision,
-                seed=seed,
-                checkpoint_every=checkpoint_every,
-                model_overrides=_parse_overrides(model_option) or None,
-                use_all_identities=use_all_identities or None,
-            )
+            train_config = load_config(config, epochs=epochs, **flags)
         with TrainingProgress(quiet or json) as on_step:
             result = pretrain(
                 train_config, resume=resume is not None, overwrite=overwrite, on_step=on_step
@@ -121,9 +104,12 @@ def pretrain_command(
     _report(result, quiet, json)
 
 
-def _refuse_with_resume(**given: object) -> None:
+def _refuse_with_resume(given: dict[str, object]) -> None:
     """A resumed run keeps its saved options: refuse flags that would be silently ignored."""
-    clashing = [f"--{name.replace('_', '-')}" for name, value in given.items() if value]
+    flag = {"model_overrides": "model-option"}
+    clashing = [
+        f"--{flag.get(name, name.replace('_', '-'))}" for name, value in given.items() if value
+    ]
     if clashing:
         raise UsageError(
             f"--resume continues a run with its saved options; only --epochs may change "
