@@ -17,10 +17,11 @@ import numpy as np
 from facerep.data.splits import split_identities
 from facerep.data.store import open_dataset
 from facerep.encoders.base import Encoder
+from facerep.eval.attributes import MISSING, match_labels, read_attribute_labels, utkface_labels
 from facerep.eval.clustering import evaluate_clustering
 from facerep.eval.embedding import EmbedOptions, Whitener, raw_features
 from facerep.eval.identification import evaluate_identification
-from facerep.eval.probes import few_shot_probes
+from facerep.eval.probes import attribute_probe, few_shot_probes
 from facerep.eval.verification import (
     Pairs,
     VerificationResult,
@@ -107,7 +108,7 @@ def evaluate_encoder(
 ) -> EncoderResult:
     """Every protocol for one encoder variant on the held-out identities."""
     start = time.perf_counter()
-    _fit_if_needed(encoder, data)
+    _fit_if_needed(encoder, data.train_faces)
     embeddings = raw_features(encoder, data.faces, options)
     if options.whiten:
         if len(data.train_faces) < 2:
@@ -138,13 +139,14 @@ def evaluate_encoder(
     return EncoderResult(name, metrics, verification, embeddings)
 
 
-def _fit_if_needed(encoder: Encoder, data: EvalData) -> None:
+def _fit_if_needed(encoder: Encoder, train_faces: np.ndarray) -> None:
+    """Fit an estimator encoder (eigenfaces) on training faces, once."""
     fit = getattr(encoder, "fit", None)
     if fit is None or hasattr(encoder, "pca_"):
         return
-    if len(data.train_faces) < 2:
+    if len(train_faces) < 2:
         raise ValueError(f"{encoder.name} is fitted on training identities: drop --all-heldout")
-    fit(data.train_faces)
+    fit(train_faces)
 
 
 def _clustering_metrics(
@@ -172,4 +174,73 @@ def evaluate_all(
         if on_encoder:
             on_encoder(encoder.name + options.suffix())
         results.append(evaluate_encoder(encoder, options, data, pairs, seed))
+    return results
+
+
+@dataclass
+class AttributeData:
+    """Faces with attribute labels, split into a probe-training part and a held-out third."""
+
+    faces: np.ndarray
+    labels: dict[str, np.ndarray]
+    train: np.ndarray  # row indices into faces
+    test: np.ndarray
+    source: str
+
+
+def load_attribute_data(
+    dataset: str | Path,
+    attributes: str,
+    columns: list[str] | None = None,
+    test_fraction: float = 1 / 3,
+    seed: int = 0,
+) -> AttributeData:
+    """Faces of `dataset` matched to attribute labels, with a seeded held-out share of images.
+
+    Args:
+        dataset: a prepared dataset.
+        attributes: "utkface" (labels from UTKFace file names) or a CelebA-format / CSV file.
+        columns: the attributes to probe (all when None).
+        test_fraction: share of labelled faces held out for testing the probes.
+        seed: seed of that split.
+    """
+    data = open_dataset(dataset)
+    names = [Path(source).name for source in data.sources]
+    if attributes == "utkface":
+        rows, labels = np.arange(len(data)), utkface_labels(names)
+    else:
+        try:
+            label_names, table = read_attribute_labels(attributes)
+        except OSError as e:
+            raise ValueError(f"{attributes}: cannot read labels ({e.strerror})") from None
+        rows, labels = match_labels(names, label_names, table)
+    unknown = sorted(set(columns or []) - set(labels))
+    if unknown:
+        raise ValueError(f"no attribute {unknown}; {attributes} has {sorted(labels)}")
+    labels = {k: v for k, v in labels.items() if columns is None or k in columns}
+    if len(rows) < 10:
+        raise ValueError(f"{dataset}: only {len(rows)} faces have labels in {attributes}")
+    order = np.random.default_rng(seed).permutation(len(rows))
+    cut = round(len(rows) * test_fraction)
+    return AttributeData(
+        np.asarray(data.crops[rows]), labels, np.sort(order[cut:]), np.sort(order[:cut]), attributes
+    )
+
+
+def evaluate_attributes(
+    encoder: Encoder, options: EmbedOptions, data: AttributeData
+) -> dict[str, dict[str, float]]:
+    """Linear-probe accuracy and AUC of every attribute for one encoder variant."""
+    _fit_if_needed(encoder, data.faces[data.train])
+    features = raw_features(encoder, data.faces, options)
+    if options.whiten:
+        features = Whitener(options.whiten_components).fit(features[data.train]).transform(features)
+    results = {}
+    for name, column in data.labels.items():
+        known = column.astype(str) != str(MISSING)
+        train, test = data.train[known[data.train]], data.test[known[data.test]]
+        results[name] = attribute_probe(
+            features[train], column[train], features[test], column[test]
+        )
+        results[name]["test_faces"] = len(test)
     return results

@@ -239,3 +239,31 @@ def _show_face(axis, face: np.ndarray, colour: str) -> None:
     for spine in axis.spines.values():
         spine.set_edgecolor(colour)
         spine.set_linewidth(3)
+
+
+def write_attribute_report(
+    results: dict[str, dict[str, dict[str, float]]], source: str, out: str | Path
+) -> Path:
+    """attributes.json and attributes.md: probe accuracy and AUC per encoder and attribute."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "attributes.json", "w") as f:
+        json.dump({"labels": source, "results": results}, f, indent=2, default=float)
+    lines = [
+        "# facerep attribute probes",
+        "",
+        f"Labels: `{source}`. Linear probe (logistic regression on standardised "
+        "embeddings), a seeded third of the faces held out.",
+        "",
+        "| encoder | attribute | accuracy | majority | AUC | test faces |",
+        "|---|---|---|---|---|---|",
+    ]
+    for encoder, per_attribute in results.items():
+        for name, m in per_attribute.items():
+            lines.append(
+                f"| {encoder} | {name} | {m['accuracy']:.2%} | "
+                f"{m['majority_accuracy']:.2%} | {m['roc_auc']:.3f} | {m['test_faces']} |"
+            )
+    with atomic_write(out / "attributes.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return out / "attributes.md"

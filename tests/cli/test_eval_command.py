@@ -54,3 +54,27 @@ def test_eval_usage_errors(orl_small: Path, lfw_dataset: Path, tmp_path: Path) -
     pca_alone = facerep("eval", str(orl_small), "-e", "pca", "--all-heldout",
                         "--out", str(tmp_path / "r"))
     assert pca_alone.returncode == 2 and "drop --all-heldout" in pca_alone.stderr
+
+
+def test_attribute_probes_from_utkface_names(lfw_faces, tmp_path: Path) -> None:
+    from PIL import Image
+
+    src = tmp_path / "utk"
+    src.mkdir()
+    for i, face in enumerate(lfw_faces[:60]):
+        # Fake labels: gender alternates, so the probe runs but has nothing real to find.
+        name = f"{20 + i}_{i % 2}_{i % 5}_20170101{i:04d}.png"
+        Image.fromarray(face).resize((100, 100)).save(src / name)
+    (src / "not_utkface.png").write_bytes((src / "20_0_0_201701010000.png").read_bytes()[::-1])
+    prepare_dataset(src, tmp_path / "data", PrepareOptions(size=32))
+    out = tmp_path / "report"
+    result = facerep("eval", str(tmp_path / "data"), "-e", "pixels", "--attributes", "utkface",
+                     "--attribute", "gender", "--whiten", "off", "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout)["pixels"]["gender"]
+    assert {"accuracy", "roc_auc", "majority_accuracy", "test_faces"} <= probe.keys()
+    assert 15 <= probe["test_faces"] <= 21  # a third of the ~55 labelled faces
+    assert (out / "attributes.md").is_file()
+    missing = facerep("eval", str(tmp_path / "data"), "-e", "pixels", "--attributes",
+                      str(tmp_path / "nope.csv"), "--out", str(out))
+    assert missing.returncode == 2 and "cannot read labels" in missing.stderr
