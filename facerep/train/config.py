@@ -28,7 +28,7 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"decoder_depth": 2}
     masking: MaskingStrategy = "random"  # random (MAE), face-regions (FSFM), noise (ColorMAE)
     mask_ratio: float = 0.75  # MAE's ratio; faces are as redundant as ImageNet photos
-    epochs: int = 20  # ~35 minutes for vit-tiny on the 15k-face corpus on 2 CPU cores
+    epochs: int = 20  # ~45 minutes for vit-tiny on the 15k-face corpus on 2 CPU cores
     batch_size: int = 64  # global batch, split across processes under torchrun
     # Base lr; the applied lr is blr * batch_size / 256 (MAE's rule). MAE's 1.5e-4 is tuned for
     # batch 4096; at batch 64 it gives 3.75e-5, and a 150-step probe on the unlabeled corpus
