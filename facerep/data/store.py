@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS faces (
 
 # Outcomes of an input file. `ok` produced faces; the rest are listed in report.csv, and all
 # but `ignored` (files whose names are not images, e.g. a README) count as failures.
-FILE_STATUSES = (
+FileStatus = Literal[
     "ok",
     "no_face",
     "too_small",
@@ -57,7 +58,7 @@ FILE_STATUSES = (
     "duplicate",
     "error",
     "ignored",
-)
+]
 
 
 @dataclass
@@ -78,7 +79,7 @@ class FileRecord:
 
     path: str
     hash: str | None
-    status: str
+    status: FileStatus
     reason: str | None = None
     identity: str | None = None
     split: str | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -130,8 +130,3 @@ def _read_file(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         kind = "JSON" if path.suffix == ".json" else "TOML"
         raise ValueError(f"{path}: not valid {kind} ({e})") from None
-
-
-def with_updates(config: TrainConfig, **changes: Any) -> TrainConfig:
-    """A copy of `config` with some fields changed."""
-    return replace(config, **changes)
