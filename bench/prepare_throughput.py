@@ -48,6 +48,7 @@ from typing import Any
 
 import dlib
 import numpy as np
+from machine import cpu_model
 from PIL import Image
 
 from facerep.data.prepare import PrepareOptions, prepare_dataset
@@ -276,16 +277,6 @@ def summarise(datasets: list[Dataset], timings: dict[str, dict[str, list]]) -> d
                 row["outcomes"] = best.found.outcomes
             table[dataset.name][name] = row
     return table
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def code_version() -> dict[str, object]:

@@ -18,15 +18,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+from machine import describe_machine
 from torch.utils.flop_counter import FlopCounterMode
 
 from facerep.files import atomic_write
@@ -108,23 +107,6 @@ def run_in_subprocess(name: str, precision: str, steps: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict:
-    """Where the numbers come from."""
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next(
-        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-        platform.processor(),
-    )
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "cpu": model,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "load_average": os.getloadavg(),
-    }
-
-
 def write_results(report: dict) -> None:
     """bench/results/pretrain_throughput.json and .md, atomically."""
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -167,7 +149,7 @@ def main() -> None:
         print(json.dumps(measure_config(*args.one, steps=args.steps)))
         return
     report = {
-        "machine": machine(),
+        "machine": describe_machine(),
         "matmul_gflops": {
             "fp32": matmul_gflops(torch.float32),
             "bf16": matmul_gflops(torch.bfloat16),

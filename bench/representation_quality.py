@@ -22,12 +22,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
-import platform
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
+from machine import describe_machine
 
 from facerep.api import load_encoder
 from facerep.data.prepare import PrepareOptions, prepare_dataset
@@ -112,22 +110,6 @@ def attribute_table(datasets: dict[str, Path], runs: list[Path]) -> dict[str, di
     }
 
 
-def machine() -> dict:
-    """Where and when the numbers were taken."""
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next(
-        (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")),
-        platform.processor(),
-    )
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "torch": torch.__version__,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-    }
-
-
 def markdown(report: dict) -> str:
     """The human-readable tables."""
     m = report["machine"]
@@ -192,7 +174,7 @@ def main() -> None:
     trained = [pretrain_run(spec, args.model, datasets, args.work) for spec in args.run]
     runs = [run for run, _ in trained]
     report = {
-        "machine": machine(),
+        "machine": describe_machine(),
         "runs": {str(run): s for run, s in trained},
         "identity": identity_tables(datasets, runs),
         "attributes": attribute_table(datasets, runs),
