@@ -1,14 +1,29 @@
-"""The friendly verbs: load a photo and find its faces, as in face_recognition, typed."""
+"""The friendly verbs: find faces, embed, verify, cluster; as in face_recognition, typed.
+
+Every verb takes an `encoder`: an Encoder, a name (`dlib`, `pca`, `pixels`), a run folder, or
+None for dlib's ResNet recogniser, which ships with facerep, so nothing is downloaded.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from facerep.encoders.base import Encoder
 from facerep.faces.dlib_models import DetectorName
-from facerep.faces.find import find_faces
-from facerep.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
-from facerep.types import Face
+from facerep.faces.find import ImageTooSmallError, NoFaceError, find_faces
+from facerep.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
+from facerep.types import Face, Verdict
+
+if TYPE_CHECKING:
+    from facerep.tasks.cluster import Clustering
+
+EncoderLike = Encoder | str | Path | None
+DEFAULT_ENCODER = "dlib"
 
 
 def detect(
@@ -41,24 +56,181 @@ def load_encoder(name_or_run: str | Path, **options: object) -> Encoder:
     `pool="mean"|"cls"`, `batch_size`, `device`; for pca: `n_components`, `whiten`). A `pca`
     encoder comes unfitted: call `fit(faces)` on training identities first.
     """
-    name = str(name_or_run)
+    encoder, source = _build_encoder(str(name_or_run), options)
+    encoder.source = source  # how to rebuild it: galleries record this
+    return _with_calibration(encoder)
+
+
+def _with_calibration(encoder: Encoder) -> Encoder:
+    """The encoder with its stored calibrated threshold, when `facerep calibrate` made one."""
+    from facerep.tasks.calibrate import load_calibration
+
+    calibration = load_calibration(encoder)
+    if calibration is not None:
+        encoder.threshold = calibration.threshold
+    return encoder
+
+
+def _build_encoder(name: str, options: dict) -> tuple[Encoder, str]:
     if name == "dlib":
         from facerep.encoders.dlib import DlibEncoder
 
-        return DlibEncoder(**options)
+        return DlibEncoder(**options), name
     if name == "pca":
         from facerep.encoders.pca import PCAEncoder
 
-        return PCAEncoder(**options)
+        return PCAEncoder(**options), name
     if name == "pixels":
         from facerep.encoders.pixels import PixelsEncoder
 
-        return PixelsEncoder(**options)
+        return PixelsEncoder(**options), name
     if (Path(name) / "config.json").is_file():
         from facerep.encoders.mae import RunEncoder
 
-        return RunEncoder(name, **options)
+        return RunEncoder(name, **options), str(Path(name).resolve())
     raise ValueError(
         f"{name}: not an encoder name ({', '.join(BUILTIN_ENCODERS)}) nor a facerep run "
         "directory (no config.json)"
     )
+
+
+def resolve_encoder(encoder: EncoderLike = None) -> Encoder:
+    """An Encoder as given, or loaded (once per process) from a name or run folder."""
+    if encoder is None:
+        encoder = DEFAULT_ENCODER
+    if isinstance(encoder, str | Path):
+        # The model is loaded once; the calibration is re-read, as it may have changed since.
+        return _with_calibration(_cached_encoder(str(encoder)))
+    return encoder
+
+
+@lru_cache(maxsize=8)
+def _cached_encoder(source: str) -> Encoder:
+    return load_encoder(source)
+
+
+def embed(
+    image: ImageSource,
+    encoder: EncoderLike = None,
+    *,
+    detector: DetectorName = "hog",
+    upsample: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[Face]:
+    """Every face in a photo with its `embedding` set, largest first.
+
+    Raises:
+        ImageError: the photo cannot be read.
+    """
+    chosen = resolve_encoder(encoder)
+    try:
+        faces = _find(image, chosen, detector, upsample, max_pixels)
+    except ImageTooSmallError:
+        return []
+    _embed_faces(faces, chosen)
+    return faces
+
+
+def largest_face(
+    image: ImageSource,
+    encoder: EncoderLike = None,
+    *,
+    detector: DetectorName = "hog",
+    upsample: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Face:
+    """The largest face of a photo, embedded: the one a portrait or ID photo is about.
+
+    Raises:
+        NoFaceError: no face was found. ImageError: the photo cannot be read.
+    """
+    chosen = resolve_encoder(encoder)
+    try:
+        faces = _find(image, chosen, detector, upsample, max_pixels)
+    except ImageTooSmallError as e:
+        raise NoFaceError(f"{describe_source(image)}: no face found ({e})") from None
+    if not faces:
+        raise NoFaceError(f"{describe_source(image)}: no face found")
+    _embed_faces(faces[:1], chosen)
+    return faces[0]
+
+
+def verify(
+    a: ImageSource,
+    b: ImageSource,
+    encoder: EncoderLike = None,
+    *,
+    threshold: float | None = None,
+) -> Verdict:
+    """Whether the largest faces of two photos are the same person.
+
+    Args:
+        a, b: photos (path, bytes, array or PIL image).
+        encoder: as for `embed`.
+        threshold: cosine distance at or below which they are the same person; by default
+            the encoder's calibrated threshold (`facerep calibrate`), or dlib's built-in one.
+
+    Raises:
+        NoFaceError: a photo has no face. ImageError: a photo cannot be read.
+        ValueError: no threshold given and the encoder has none.
+    """
+    chosen = resolve_encoder(encoder)
+    limit = encoder_threshold(chosen, threshold)
+    left, right = largest_face(a, chosen), largest_face(b, chosen)
+    distance = float(1.0 - np.dot(left.embedding.astype(np.float64), right.embedding))
+    return Verdict(distance=distance, threshold=limit, same=distance <= limit)
+
+
+def encoder_threshold(encoder: Encoder, threshold: float | None = None) -> float:
+    """`threshold` if given, else the encoder's calibrated one; ValueError when neither exists."""
+    if threshold is not None:
+        return float(threshold)
+    stored = getattr(encoder, "threshold", None)
+    if stored is None:
+        raise ValueError(
+            f"encoder {encoder.name} has no verification threshold: run "
+            f"`facerep calibrate DATASET --encoder {getattr(encoder, 'source', encoder.name)}` "
+            "on labelled faces, or pass a threshold"
+        )
+    return float(stored)
+
+
+def cluster(
+    images: str | Path | Sequence[ImageSource],
+    encoder: EncoderLike = None,
+    *,
+    threshold: float | None = None,
+    detector: DetectorName = "hog",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Clustering:
+    """Group the faces of a photo folder (or list of photos) by person.
+
+    Faces join a cluster while their average cosine distance stays within the verification
+    threshold; a face that matches nobody is left unmatched. Returns a `Clustering`.
+    """
+    from facerep.tasks.cluster import cluster_photos
+
+    chosen = resolve_encoder(encoder)
+    return cluster_photos(
+        images,
+        chosen,
+        encoder_threshold(chosen, threshold),
+        detector=detector,
+        on_progress=on_progress,
+    )
+
+
+def _find(
+    image: ImageSource, encoder: Encoder, detector: DetectorName, upsample: int, max_pixels: int
+) -> list[Face]:
+    return detect(
+        image, size=encoder.input_size, detector=detector, upsample=upsample, max_pixels=max_pixels
+    )
+
+
+def _embed_faces(faces: list[Face], encoder: Encoder) -> None:
+    if not faces:
+        return
+    vectors = encoder.embed(np.stack([face.crop for face in faces]))
+    for face, vector in zip(faces, vectors, strict=True):
+        face.embedding = vector

@@ -58,7 +58,7 @@ def load_image(
     Raises:
         ImageError: the input is unreadable, not an image, corrupt, or over `max_pixels`.
     """
-    label = name or _describe(source)
+    label = name or describe_source(source)
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, label)
     if isinstance(source, Image.Image):
@@ -176,7 +176,8 @@ def _to_uint8(array: np.ndarray, label: str) -> np.ndarray:
     raise ImageError(label, f"unsupported pixel dtype {array.dtype}")
 
 
-def _describe(source: object) -> str:
+def describe_source(source: object) -> str:
+    """How messages name an image input: its path, or its type and size."""
     if isinstance(source, str | os.PathLike):
         return str(source)
     if isinstance(source, bytes):

@@ -65,3 +65,39 @@ class Face:
     pose: Pose
     crop: np.ndarray | None = field(default=None, repr=False)
     embedding: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether two faces show the same person, with the distance and threshold behind the call.
+
+    Attributes:
+        distance: cosine distance `1 - cos` of the two embeddings (0 identical, 2 opposite).
+        threshold: the largest distance still called the same person.
+        same: `distance <= threshold`.
+    """
+
+    distance: float
+    threshold: float
+    same: bool
+
+
+@dataclass(frozen=True)
+class Match:
+    """A gallery face found by a search, nearest first.
+
+    Attributes:
+        id: the face's gallery id (stable; never reused after removal).
+        label: who the gallery says it is.
+        distance: cosine distance to the query face.
+        source: where the gallery face came from (a path, or what the caller gave).
+        box: the face's box in its source photo, when known.
+        same: `distance <= threshold` when the gallery's encoder has a threshold, else None.
+    """
+
+    id: int
+    label: str
+    distance: float
+    source: str | None = None
+    box: Box | None = None
+    same: bool | None = None

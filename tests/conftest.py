@@ -45,3 +45,34 @@ def lfw_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("lfw32") / "data"
     prepare_dataset("builtin:lfw-sample", out, PrepareOptions(size=32))
     return out
+
+
+def link_orl(shared_data: Path, root: Path, people: range, images: range) -> Path:
+    """A folder per ORL person (`root/s<k>/<n>.pgm`) of symlinks to the real photos."""
+    for person in people:
+        folder = root / f"s{person}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in images:
+            (folder / f"{n}.pgm").symlink_to(shared_data / "orl" / f"s{person}" / f"{n}.pgm")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(lfw_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A vit-test run pretrained for two epochs on the LFW sample: a facerep encoder in seconds."""
+    from facerep.train.config import TrainConfig
+    from facerep.train.loop import pretrain
+
+    out = tmp_path_factory.mktemp("runs") / "vit-test-run"
+    config = TrainConfig(datasets=(str(lfw_dataset),), out=str(out), model="vit-test", epochs=2,
+                         batch_size=16, warmup_epochs=1.0, lr=2e-3, threads=1)
+    pretrain(config)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def facerep_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Calibrations go to a fresh folder per test, never to the user's ~/.facerep."""
+    home = tmp_path_factory.mktemp("facerep-home")
+    monkeypatch.setenv("FACEREP_HOME", str(home))
+    return home

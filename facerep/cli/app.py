@@ -15,7 +15,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from facerep.cli import data_commands, eval_command, pretrain_command
+from facerep.cli import (
+    data_commands,
+    eval_command,
+    face_commands,
+    gallery_commands,
+    pretrain_command,
+)
 from facerep.cli.output import UsageError, console_err
 
 app = typer.Typer(
@@ -28,6 +34,8 @@ app = typer.Typer(
 data_commands.register(app)
 pretrain_command.register(app)
 eval_command.register(app)
+face_commands.register(app)
+gallery_commands.register(app)
 
 
 def main() -> None:

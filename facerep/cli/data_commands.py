@@ -8,16 +8,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from facerep.cli.output import UsageError, console, console_err, print_json, progress_bar
+from facerep.cli.output import (
+    Json,
+    Quiet,
+    UsageError,
+    console,
+    console_err,
+    print_json,
+    progress_bar,
+)
 from facerep.data.info import describe_dataset
 from facerep.data.prepare import FacesPerImage, PrepareOptions, PrepareSummary, prepare_dataset
 from facerep.data.sources import Layout
 from facerep.data.store import DatasetError
 from facerep.faces.dlib_models import DetectorName
 from facerep.images import DEFAULT_MAX_PIXELS
-
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
 
 def prepare(

@@ -6,7 +6,9 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -15,8 +17,22 @@ console = Console(soft_wrap=True)
 console_err = Console(stderr=True, soft_wrap=True)
 
 
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+
+
 class UsageError(Exception):
     """A mistake in what the user asked for; printed as one line, exit code 2."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user's input causes (a bad photo, a photo with no face, a gallery or
+    encoder that does not fit) into one-line usage errors."""
+    try:
+        yield
+    except (ValueError, FileExistsError) as e:
+        raise UsageError(str(e)) from None
 
 
 def print_json(data: object) -> None:

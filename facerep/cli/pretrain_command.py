@@ -9,13 +9,11 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from facerep.cli.output import UsageError, console, console_err, print_json
+from facerep.cli.output import Quiet, UsageError, console, console_err, print_json
 from facerep.data.store import DatasetError
 from facerep.models.masking import MaskingStrategy
 from facerep.train.config import Precision, load_config
 from facerep.train.loop import PretrainResult, StepInfo, TrainingDiverged, pretrain, resume_config
-
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 
 
 def pretrain_command(

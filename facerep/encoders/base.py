@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -44,3 +46,9 @@ def resize_faces(faces: np.ndarray, size: int) -> np.ndarray:
     resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
     resized = [np.asarray(Image.fromarray(face).resize((size, size), resample)) for face in faces]
     return np.stack(resized) if resized else np.zeros((0, size, size, 3), np.uint8)
+
+
+def file_digest(path: str | Path, length: int = 16) -> str:
+    """The first `length` hex digits of a file's SHA-256: which weights made an embedding."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:length]

@@ -12,6 +12,10 @@ from facerep.encoders.base import l2_normalise, resize_faces
 from facerep.faces.dlib_models import face_recognizer
 
 CHIP_SIZE = 150  # the network's input side
+# dlib's own rule is "same person below 0.6 euclidean distance" between raw descriptors, whose
+# norm is about 1.49 (mean over faces_unlabeled); on unit vectors that is a cosine distance of
+# 0.6**2 / (2 * 1.49**2) = 0.081. `facerep calibrate` replaces it with one measured at a FAR.
+DEFAULT_THRESHOLD = 0.08
 
 
 class DlibEncoder:
@@ -25,6 +29,7 @@ class DlibEncoder:
     name = "dlib"
     input_size = CHIP_SIZE
     dim = 128
+    threshold: float | None = DEFAULT_THRESHOLD
 
     def __init__(self, num_jitters: int = 0, batch_size: int = 64):
         self.num_jitters = num_jitters

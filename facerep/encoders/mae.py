@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerep.encoders.base import l2_normalise
+from facerep.encoders.base import file_digest, l2_normalise
 from facerep.models.registry import ModelConfig, build_model
 from facerep.train.checkpoint import WEIGHTS_FILE, load_weights, read_run_config
 
@@ -49,6 +49,9 @@ class RunEncoder:
         self.name = self.run.name if pool == "mean" else f"{self.run.name}:cls"
         self.input_size = int(preprocess["img_size"])
         self.dim = int(self.model.config.embed_dim)
+        self.fingerprint = f"{self.name}:{file_digest(weights)}"
+        # No threshold until `facerep calibrate` measures one on labelled faces.
+        self.threshold: float | None = None
 
     @torch.no_grad()
     def tokens(self, faces: np.ndarray) -> torch.Tensor:

@@ -11,7 +11,11 @@ from facerep.faces.pose import estimate_pose
 from facerep.types import Face
 
 
-class ImageTooSmallError(ValueError):
+class NoFaceError(ValueError):
+    """A photo in which no face was found, where one was needed; one line: `source: reason`."""
+
+
+class ImageTooSmallError(NoFaceError):
     """An image too small to hold a detectable face."""
 
 

@@ -1,0 +1,197 @@
+"""`facerep verify`, `search`, `cluster` and `calibrate`: the everyday face tools."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from facerep.cli.output import (
+    Json,
+    Quiet,
+    UsageError,
+    console,
+    console_err,
+    print_json,
+    progress_bar,
+    user_errors,
+)
+
+EncoderOption = Annotated[
+    str,
+    typer.Option("--encoder", "-e", help="dlib (default, ships with facerep) or a run folder."),
+]
+ThresholdOption = Annotated[
+    float | None,
+    typer.Option(
+        help="Cosine distance at or below which two faces are one person (default: the "
+        "encoder's calibrated threshold).",
+        min=0.0,
+        max=2.0,
+    ),
+]
+
+
+def verify(
+    a: Annotated[str, typer.Argument(help="First photo.")],
+    b: Annotated[str, typer.Argument(help="Second photo.")],
+    encoder: EncoderOption = "dlib",
+    threshold: ThresholdOption = None,
+    json: Json = False,
+) -> None:
+    """Whether the largest faces of photos A and B are the same person."""
+    from facerep.api import verify as verify_faces
+
+    with user_errors():
+        verdict = verify_faces(a, b, encoder, threshold=threshold)
+    if json:
+        print_json(
+            {"distance": verdict.distance, "threshold": verdict.threshold, "same": verdict.same}
+        )
+        return
+    answer = "same person" if verdict.same else "different people"
+    sign = "<=" if verdict.same else ">"
+    console.print(
+        f"{answer} (distance {verdict.distance:.4f} {sign} threshold {verdict.threshold:.4f})"
+    )
+
+
+def search(
+    gallery: Annotated[Path, typer.Argument(help="A gallery folder (facerep gallery add).")],
+    image: Annotated[str, typer.Argument(help="Photo of the person to look for.")],
+    k: Annotated[int, typer.Option("-k", help="Matches to return.", min=1, max=1000)] = 5,
+    json: Json = False,
+) -> None:
+    """The K gallery faces nearest to the largest face in IMAGE, nearest first."""
+    from facerep.tasks.gallery import Gallery
+
+    with user_errors(), Gallery(gallery, create=False) as opened:
+        matches = opened.search(image, k)
+    if json:
+        print_json([_match_dict(match) for match in matches])
+        return
+    if not matches:
+        console.print(f"{gallery}: the gallery is empty")
+        return
+    table = Table("rank", "label", "distance", "same person", "id", "source")
+    for rank, match in enumerate(matches, 1):
+        same = "-" if match.same is None else ("yes" if match.same else "no")
+        table.add_row(
+            str(rank), match.label, f"{match.distance:.4f}", same, str(match.id), match.source or ""
+        )
+    console.print(table)
+
+
+def _match_dict(match) -> dict:
+    return {
+        "id": match.id,
+        "label": match.label,
+        "distance": match.distance,
+        "same": match.same,
+        "source": match.source,
+        "box": match.box.as_list() if match.box else None,
+    }
+
+
+def cluster(
+    folder: Annotated[Path, typer.Argument(help="Folder of photos (searched recursively).")],
+    out: Annotated[Path, typer.Option(help="Where to write person folders and clusters.csv.")],
+    encoder: EncoderOption = "dlib",
+    threshold: ThresholdOption = None,
+    copy: Annotated[bool, typer.Option(help="Copy photos instead of linking them.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
+    quiet: Quiet = False,
+    json: Json = False,
+) -> None:
+    """Group the faces in FOLDER by person: OUT/person-001/... plus OUT/unmatched/.
+
+    A face that matches nobody goes to unmatched/; photos with no face are listed in
+    OUT/failures.csv; clusters.csv has one row per face.
+    """
+    from facerep.api import cluster as cluster_faces
+    from facerep.tasks.cluster import person_folder, write_clusters
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UsageError(f"{out}: already exists and is not empty (pass --overwrite)")
+    with user_errors(), progress_bar("cluster", quiet or json) as on_progress:
+        clustering = cluster_faces(folder, encoder, threshold=threshold, on_progress=on_progress)
+        write_clusters(clustering, out, "copy" if copy else "symlink", overwrite=overwrite)
+    sizes = {person_folder(c): len(faces) for c, faces in clustering.clusters().items()}
+    if json:
+        print_json(
+            {
+                "out": str(out),
+                "threshold": clustering.threshold,
+                "faces": len(clustering.faces),
+                "people": sizes,
+                "unmatched": len(clustering.unmatched()),
+                "failures": [{"source": s, "reason": r} for s, r in clustering.failures],
+            }
+        )
+        return
+    if not quiet:
+        console.print(
+            f"{len(clustering.faces)} faces: {len(sizes)} people, "
+            f"{len(clustering.unmatched())} unmatched; {len(clustering.failures)} photos without "
+            f"a face (see {out / 'failures.csv'}). Written to {out}."
+        )
+
+
+def calibrate(
+    dataset: Annotated[
+        Path,
+        typer.Argument(help="Labelled faces: a prepared dataset or a folder per person."),
+    ],
+    encoder: EncoderOption = "dlib",
+    far: Annotated[
+        float, typer.Option(help="Target false-accept rate (share of impostor pairs accepted).")
+    ] = 1e-3,
+    all_identities: Annotated[
+        bool,
+        typer.Option(
+            "--all-identities",
+            help="Use every identity, not only the held-out half that pretraining never saw.",
+        ),
+    ] = False,
+    split_seed: Annotated[int, typer.Option(help="Seed of the identity split.")] = 0,
+    quiet: Quiet = False,
+    json: Json = False,
+) -> None:
+    """Choose ENCODER's verification threshold at a target false-accept rate and store it.
+
+    A run keeps it in RUN/calibration.json; a built-in encoder in $FACEREP_HOME/calibration/.
+    verify, search and cluster use it from then on.
+    """
+    from facerep.api import load_encoder
+    from facerep.tasks.calibrate import calibrate as calibrate_encoder
+    from facerep.tasks.calibrate import calibration_faces, calibration_path
+
+    with user_errors(), progress_bar("embed", quiet or json) as on_progress:
+        chosen = load_encoder(encoder)
+        embeddings, identities, failures = calibration_faces(
+            dataset, chosen, not all_identities, split_seed, on_progress
+        )
+        result = calibrate_encoder(chosen, embeddings, identities, far, str(dataset))
+    if json:
+        print_json({**vars(result), "stored": str(calibration_path(chosen))})
+        return
+    for source, reason in failures:
+        console_err.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False)
+    console.print(
+        f"{chosen.name}: threshold {result.threshold:.4f} (cosine distance) at FAR "
+        f"{result.far:.2e} (target {far:g}), TAR {result.tar:.4f}; {result.genuine_pairs} "
+        f"genuine and {result.impostor_pairs} impostor pairs from {result.faces} faces of "
+        f"{result.identities} identities. Stored in {calibration_path(chosen)}."
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the face tools to the CLI."""
+    app.command()(verify)
+    app.command()(search)
+    app.command()(cluster)
+    app.command()(calibrate)

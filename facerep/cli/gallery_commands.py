@@ -1,0 +1,162 @@
+"""`facerep gallery add|remove|list|info|compact`: build and maintain a face gallery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from facerep.cli.output import (
+    Json,
+    Quiet,
+    UsageError,
+    console,
+    console_err,
+    print_json,
+    progress_bar,
+    user_errors,
+)
+from facerep.tasks.vector_index import IndexChoice
+
+GalleryArgument = Annotated[Path, typer.Argument(help="The gallery folder.")]
+
+gallery_app = typer.Typer(
+    help="Build and maintain a face gallery (search it with `facerep search`).",
+    no_args_is_help=True,
+)
+
+
+def _open(path: Path, encoder: str | None = None, index: IndexChoice = "auto", create=False):
+    from facerep.tasks.gallery import Gallery
+
+    return Gallery(path, encoder, index=index, create=create)
+
+
+@gallery_app.command("add")
+def add(
+    gallery: GalleryArgument,
+    folder: Annotated[Path, typer.Argument(help="Photos: one folder per person, or see --label.")],
+    label: Annotated[
+        str | None,
+        typer.Option(help="Enrol every photo under FOLDER as this person (else: folder names)."),
+    ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option("--encoder", "-e", help="For a new gallery: dlib (default) or a run folder."),
+    ] = None,
+    index: Annotated[
+        IndexChoice,
+        typer.Option(help="auto (exact up to 100k faces, then HNSW), exact or hnsw."),
+    ] = "auto",
+    quiet: Quiet = False,
+    json: Json = False,
+) -> None:
+    """Enrol the largest face of each photo under FOLDER into GALLERY (created if needed).
+
+    Photos already enrolled are skipped, so a re-run completes an interrupted one. Exit code 1
+    when some photos gave no face or could not be read (they are listed; the rest are added).
+    """
+    from facerep.tasks.enrol import enrol_folder
+
+    if label is not None and not label.strip():
+        raise UsageError("--label must not be empty")
+    with (
+        user_errors(),
+        progress_bar("enrol", quiet or json) as on_progress,
+        _open(gallery, encoder, index, create=True) as opened,
+    ):
+        summary = enrol_folder(opened, folder, label, on_progress)
+        total = len(opened)
+    if json:
+        print_json(
+            {
+                "added": summary.added,
+                "already_enrolled": summary.already_enrolled,
+                "labels": summary.labels,
+                "failures": [{"source": s, "reason": r} for s, r in summary.failures],
+                "faces": total,
+            }
+        )
+    else:
+        for source, reason in summary.failures:
+            console_err.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False)
+        if not quiet:
+            console.print(
+                f"added {summary.added} faces of {len(summary.labels)} people "
+                f"({summary.already_enrolled} already enrolled, {len(summary.failures)} "
+                f"skipped); {gallery} holds {total} faces."
+            )
+    if summary.failures:
+        raise typer.Exit(1)
+
+
+@gallery_app.command("remove")
+def remove(
+    gallery: GalleryArgument,
+    label: Annotated[str | None, typer.Option(help="Remove every face of this person.")] = None,
+    face_id: Annotated[int | None, typer.Option("--id", help="Remove this one face.")] = None,
+    compact: Annotated[
+        bool,
+        typer.Option(help="Then erase removed faces from disk (else they are only unsearchable)."),
+    ] = True,
+    json: Json = False,
+) -> None:
+    """Remove a person (--label) or one face (--id); by default erase them from disk too."""
+    if (label is None) == (face_id is None):
+        raise UsageError("give exactly one of --label NAME or --id N")
+    with user_errors(), _open(gallery) as opened:
+        removed = opened.remove(label if label is not None else face_id)
+        if compact:
+            opened.compact()
+    target = f"label {label!r}" if label is not None else f"id {face_id}"
+    if json:
+        print_json({"removed": removed, "compacted": compact})
+    elif removed:
+        console.print(
+            f"removed {removed} faces ({target}){'; erased from disk' if compact else ''}"
+        )
+    else:
+        console.print(f"nothing to remove: no face with {target}")
+
+
+@gallery_app.command("compact")
+def compact(gallery: GalleryArgument) -> None:
+    """Erase removed faces from disk: rebuild the index and vacuum the database."""
+    with user_errors(), _open(gallery) as opened:
+        opened.compact()
+    console.print(f"{gallery}: compacted")
+
+
+@gallery_app.command("list")
+def list_labels(gallery: GalleryArgument, json: Json = False) -> None:
+    """The people in GALLERY and how many faces each has."""
+    with user_errors(), _open(gallery) as opened:
+        labels = opened.labels()
+    if json:
+        print_json(labels)
+        return
+    table = Table("label", "faces")
+    for name, count in labels.items():
+        table.add_row(name, str(count))
+    console.print(table)
+
+
+@gallery_app.command("info")
+def info(gallery: GalleryArgument, json: Json = False) -> None:
+    """Faces, people, encoder, index kind and size on disk of GALLERY."""
+    with user_errors(), _open(gallery) as opened:
+        summary = opened.info()
+    if json:
+        print_json(summary)
+        return
+    table = Table(title=str(gallery), show_header=False)
+    for key, value in summary.items():
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the gallery command group to the CLI."""
+    app.add_typer(gallery_app, name="gallery")

@@ -1,0 +1,1 @@
+"""Face tools built on encoders: galleries, clustering by person, threshold calibration."""

@@ -1,0 +1,208 @@
+"""Verification thresholds chosen at a target false-accept rate, stored with the encoder.
+
+A threshold is a cosine distance (`1 - cos`): two faces are the same person when their distance
+is at most it. `calibrate` picks the largest threshold whose false-accept rate on every
+impostor pair of a labelled dataset stays within the target, as deployed systems are tuned
+(a FAR is what an operator can promise; accuracy depends on how many pairs are impostors).
+
+Where it is stored: a run's calibration lives in the run folder (`calibration.json`), so it
+travels with the weights; a built-in encoder's lives under `$FACEREP_HOME/calibration/`
+(default `~/.facerep`), since the package folder is not the user's to write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facerep.encoders.base import Encoder
+from facerep.files import atomic_write
+
+CALIBRATION_FILE = "calibration.json"
+# Above this many faces, a seeded sample keeps the all-pairs distance matrix in memory
+# (4,000 faces: 8 million pairs, 64 MB).
+MAX_CALIBRATION_FACES = 4000
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A threshold and the measurements behind it."""
+
+    encoder: str
+    threshold: float
+    target_far: float
+    far: float
+    tar: float
+    genuine_pairs: int
+    impostor_pairs: int
+    faces: int
+    identities: int
+    dataset: str
+    created: str
+
+
+def facerep_home() -> Path:
+    """Where facerep keeps per-user state: `$FACEREP_HOME`, else `~/.facerep`."""
+    return Path(os.environ.get("FACEREP_HOME") or Path.home() / ".facerep")
+
+
+def calibration_path(encoder: Encoder) -> Path:
+    """Where an encoder's calibration is stored: in its run folder, or under facerep_home()."""
+    run = getattr(encoder, "run", None)
+    if run is not None:
+        return Path(run) / CALIBRATION_FILE
+    return facerep_home() / "calibration" / f"{encoder.name}.json"
+
+
+def calibrate_threshold(
+    embeddings: np.ndarray,
+    identities: np.ndarray,
+    far: float,
+    *,
+    max_faces: int = MAX_CALIBRATION_FACES,
+    seed: int = 0,
+) -> dict[str, float | int]:
+    """The largest cosine-distance threshold whose false-accept rate is at most `far`.
+
+    Every pair of faces is scored (a seeded sample of `max_faces` faces for bigger sets).
+
+    Returns:
+        threshold, far (measured), tar (share of genuine pairs accepted), genuine_pairs,
+        impostor_pairs, faces, identities.
+
+    Raises:
+        ValueError: `far` outside (0, 1), no genuine pairs, or fewer than 1/far impostor pairs
+            (then no threshold could show a false-accept rate that small).
+    """
+    if not 0 < far < 1:
+        raise ValueError(f"--far must be between 0 and 1, got {far}")
+    embeddings, identities = _sample(
+        np.asarray(embeddings), np.asarray(identities), max_faces, seed
+    )
+    genuine, impostor = _pair_distances(embeddings, identities)
+    if len(genuine) == 0:
+        raise ValueError("calibration needs an identity with two or more faces")
+    if len(impostor) * far < 1:
+        raise ValueError(
+            f"a false-accept rate of {far:g} needs at least {int(np.ceil(1 / far))} impostor "
+            f"pairs; this data has {len(impostor)}: use more identities or a larger --far"
+        )
+    impostor.sort()
+    allowed = int(np.floor(far * len(impostor)))  # false accepts the target permits
+    # Accept just below the first impostor that would exceed the target.
+    threshold = float(np.nextafter(impostor[allowed], -np.inf))
+    return {
+        "threshold": threshold,
+        "far": float(np.mean(impostor <= threshold)),
+        "tar": float(np.mean(genuine <= threshold)),
+        "genuine_pairs": len(genuine),
+        "impostor_pairs": len(impostor),
+        "faces": len(embeddings),
+        "identities": len(np.unique(identities)),
+    }
+
+
+def _sample(
+    embeddings: np.ndarray, identities: np.ndarray, max_faces: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if len(embeddings) <= max_faces:
+        return embeddings, identities
+    keep = np.sort(np.random.default_rng(seed).choice(len(embeddings), max_faces, replace=False))
+    return embeddings[keep], identities[keep]
+
+
+def _pair_distances(
+    embeddings: np.ndarray, identities: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine distances of all genuine and all impostor pairs (each unordered pair once)."""
+    vectors = embeddings.astype(np.float64)
+    distances = 1.0 - vectors @ vectors.T
+    left, right = np.triu_indices(len(vectors), k=1)
+    same = identities[left] == identities[right]
+    pairs = distances[left, right]
+    return pairs[same], pairs[~same]
+
+
+def calibration_faces(
+    dataset: str | Path,
+    encoder: Encoder,
+    held_out_only: bool = True,
+    split_seed: int = 0,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """Embeddings and identities to calibrate on, plus photos that gave no face.
+
+    `dataset` is a prepared dataset (its aligned crops are embedded) or a folder of photos
+    with one subfolder per person (detected and aligned as `verify` does). With
+    `held_out_only`, only the held-out half of the seeded identity split is used, the half
+    `facerep pretrain` never trains on, so a run's threshold is not set on faces it has seen.
+    """
+    from facerep.data.splits import split_identities
+    from facerep.data.store import MANIFEST_FILE, open_dataset
+    from facerep.tasks.enrol import embed_photos, labelled_photos
+
+    if (Path(dataset) / MANIFEST_FILE).is_file():
+        data = open_dataset(dataset)
+        keep = np.array([name is not None for name in data.identities], dtype=bool)
+        if held_out_only and keep.any():
+            keep &= np.isin(data.identities, split_identities(data.identities, seed=split_seed)[1])
+        rows = np.flatnonzero(keep)
+        return encoder.embed(np.asarray(data.crops[rows])), data.identities[rows], []
+    photos = labelled_photos(dataset)
+    if held_out_only:
+        held_out = set(split_identities([label for _, label in photos], seed=split_seed)[1])
+        photos = [(path, label) for path, label in photos if label in held_out]
+    return embed_photos(photos, encoder, on_progress)
+
+
+def calibrate(
+    encoder: Encoder,
+    embeddings: np.ndarray,
+    identities: np.ndarray,
+    far: float,
+    dataset: str,
+) -> Calibration:
+    """Calibrate `encoder` on labelled embeddings and store the result with it."""
+    measured = calibrate_threshold(embeddings, identities, far)
+    calibration = Calibration(
+        encoder=encoder.name,
+        target_far=far,
+        dataset=dataset,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **measured,
+    )
+    save_calibration(encoder, calibration)
+    encoder.threshold = calibration.threshold
+    return calibration
+
+
+def save_calibration(encoder: Encoder, calibration: Calibration) -> Path:
+    """Write the calibration where `load_calibration` finds it; returns the path."""
+    path = calibration_path(encoder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as f:
+        json.dump(asdict(calibration), f, indent=2)
+    return path
+
+
+def load_calibration(encoder: Encoder) -> Calibration | None:
+    """The stored calibration of `encoder`, or None when it has none.
+
+    Raises:
+        ValueError: a calibration file is there but unreadable.
+    """
+    path = calibration_path(encoder)
+    if not path.is_file():
+        return None
+    try:
+        return Calibration(**json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as e:
+        raise ValueError(
+            f"{path}: unreadable calibration ({e}); run facerep calibrate again"
+        ) from None

@@ -1,0 +1,126 @@
+"""Labelled photo folders -> embedded faces: enrolling a gallery, calibrating a threshold.
+
+A folder is read as one person per subfolder (`DIR/<label>/<photo>`), or, given a label, as
+photos of that one person. Each photo stands for its largest face, as an ID photo does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facerep.data.sources import walk_source
+from facerep.encoders.base import Encoder
+from facerep.faces.find import NoFaceError
+from facerep.images import ImageError
+from facerep.tasks.gallery import Gallery
+from facerep.types import Face
+
+# Photos embedded, then committed, together: one gallery transaction per batch.
+BATCH_SIZE = 16
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class EnrolSummary:
+    """What `enrol_folder` did: faces added, photos already enrolled, photos that failed."""
+
+    added: int = 0
+    already_enrolled: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+def labelled_photos(folder: str | Path, label: str | None = None) -> list[tuple[Path, str]]:
+    """(photo, label) for every photo under `folder`: its subfolder's name, or `label`.
+
+    Raises:
+        ValueError: `folder` does not exist, holds no photos, or (with no label) has photos
+            outside person folders.
+    """
+    items, _ = walk_source(folder, layout="flat")
+    if not items:
+        raise ValueError(f"{folder}: no photos found")
+    if label is not None:
+        return [(Path(item.path).resolve(), label) for item in items]
+    root = Path(folder)
+    loose = [item.name for item in items if len(Path(item.path).relative_to(root).parts) < 2]
+    if root.is_file() or loose:
+        raise ValueError(
+            f"{folder}: photos outside person folders ({(loose or [str(root)])[0]}); give a "
+            "label or put each person's photos in a folder named for them"
+        )
+    return [
+        (Path(item.path).resolve(), Path(item.path).relative_to(root).parts[0]) for item in items
+    ]
+
+
+def embed_largest_faces(
+    photos: list[tuple[Path, str]], encoder: Encoder
+) -> Iterator[tuple[Path, str, Face | str]]:
+    """(photo, label, its embedded largest face or why there is none), in order."""
+    from facerep.api import largest_face
+
+    for path, label in photos:
+        try:
+            yield path, label, largest_face(path, encoder)
+        except NoFaceError:
+            yield path, label, "no face found"
+        except ImageError as e:
+            yield path, label, e.reason
+
+
+def embed_photos(
+    photos: list[tuple[Path, str]], encoder: Encoder, on_progress: Progress | None = None
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+    """`[N, D]` embeddings and `[N]` labels of labelled photos, plus the photos that failed."""
+    vectors, labels, failures = [], [], []
+    for done, (path, label, face) in enumerate(embed_largest_faces(photos, encoder), 1):
+        if isinstance(face, str):
+            failures.append((str(path), face))
+        else:
+            vectors.append(face.embedding)
+            labels.append(label)
+        if on_progress is not None:
+            on_progress(done, len(photos))
+    return np.array(vectors).reshape(len(vectors), -1), np.array(labels, dtype=object), failures
+
+
+def enrol_folder(
+    gallery: Gallery,
+    folder: str | Path,
+    label: str | None = None,
+    on_progress: Progress | None = None,
+) -> EnrolSummary:
+    """Add the largest face of every photo under `folder` to `gallery`, a batch at a time.
+
+    A photo already in the gallery (same path and label) is skipped, so re-running after an
+    interruption completes the job. Photos with no face or unreadable are listed, not added.
+    """
+    photos = labelled_photos(folder, label)
+    summary = EnrolSummary()
+    for start in range(0, len(photos), BATCH_SIZE):
+        batch = photos[start : start + BATCH_SIZE]
+        known = gallery.enrolled(str(path) for path, _ in batch)
+        todo = [(path, name) for path, name in batch if (str(path), name) not in known]
+        summary.already_enrolled += len(batch) - len(todo)
+        faces = [(p, n, f) for p, n, f in embed_largest_faces(todo, gallery.encoder)]
+        summary.failures += [(str(p), f) for p, _, f in faces if isinstance(f, str)]
+        found = [(p, n, f) for p, n, f in faces if not isinstance(f, str)]
+        if found:
+            gallery.add_embeddings(
+                np.stack([f.embedding for _, _, f in found]),
+                [n for _, n, _ in found],
+                sources=[str(p) for p, _, _ in found],
+                boxes=[f.box for _, _, f in found],
+            )
+        for _, name, _ in found:
+            summary.labels[name] = summary.labels.get(name, 0) + 1
+        summary.added += len(found)
+        if on_progress is not None:
+            on_progress(start + len(batch), len(photos))
+    return summary

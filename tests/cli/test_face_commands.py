@@ -1,0 +1,125 @@
+"""verify, gallery, search, cluster and calibrate through the real entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.cli.test_app import facerep
+from tests.conftest import link_orl
+
+
+@pytest.fixture(scope="module")
+def photos(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 ORL people x 4 photos in person folders, plus a wall with no face."""
+    root = link_orl(
+        shared_data, tmp_path_factory.mktemp("cli") / "photos", range(1, 7), range(1, 5)
+    )
+    Image.new("RGB", (160, 160), (40, 80, 120)).save(root / "s6" / "wall.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    "command", [["verify"], ["search"], ["cluster"], ["calibrate"], ["gallery", "add"]]
+)
+def test_help(command: list[str]) -> None:
+    result = facerep(*command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_verify_json_and_text(photos: Path) -> None:
+    same = facerep("verify", str(photos / "s1" / "1.pgm"), str(photos / "s1" / "2.pgm"), "--json")
+    assert same.returncode == 0, same.stderr
+    verdict = json.loads(same.stdout)
+    assert verdict["same"] is True and verdict["distance"] <= verdict["threshold"] == 0.08
+    other = facerep("verify", str(photos / "s1" / "1.pgm"), str(photos / "s2" / "1.pgm"))
+    assert other.returncode == 0 and other.stdout.startswith("different people (distance")
+
+
+def test_verify_errors_are_one_line(photos: Path, tmp_path: Path) -> None:
+    wall = facerep("verify", str(photos / "s6" / "wall.png"), str(photos / "s1" / "1.pgm"))
+    assert wall.returncode == 2 and wall.stderr.strip().endswith("wall.png: no face found")
+    assert len(wall.stderr.strip().splitlines()) == 1
+    missing = facerep("verify", str(tmp_path / "nope.jpg"), str(photos / "s1" / "1.pgm"))
+    assert (
+        missing.returncode == 2
+        and "nope.jpg" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
+
+
+def test_gallery_add_search_remove(photos: Path, shared_data: Path, tmp_path: Path) -> None:
+    gallery = str(tmp_path / "g")
+    added = facerep("gallery", "add", gallery, str(photos), "--json")
+    assert added.returncode == 1  # the wall gave no face: listed, the rest added
+    summary = json.loads(added.stdout)
+    assert summary["added"] == 24 and summary["faces"] == 24
+    assert [Path(f["source"]).name for f in summary["failures"]] == ["wall.png"]
+    extra = facerep("gallery", "add", gallery, str(photos / "s1"), "--label", "ann", "-q")
+    assert extra.returncode == 0, extra.stderr
+
+    missing = facerep("search", gallery, str(tmp_path / "probe.pgm"), "--json")
+    assert missing.returncode == 2 and "probe.pgm" in missing.stderr
+    probe = shared_data / "orl" / "s3" / "9.pgm"  # a photo the gallery has not seen
+    matches = json.loads(facerep("search", gallery, str(probe), "-k", "3", "--json").stdout)
+    assert [m["label"] for m in matches] == ["s3"] * 3 and matches[0]["same"] is True
+    assert {"id", "distance", "source", "box"} <= matches[0].keys()
+
+    removed = facerep("gallery", "remove", gallery, "--label", "s3", "--json")
+    assert json.loads(removed.stdout) == {"removed": 4, "compacted": True}
+    after = json.loads(facerep("search", gallery, str(probe), "-k", "30", "--json").stdout)
+    assert "s3" not in {m["label"] for m in after} and len(after) == 24
+    labels = json.loads(facerep("gallery", "list", gallery, "--json").stdout)
+    assert labels == {"ann": 4, **{f"s{i}": 4 for i in (1, 2, 4, 5, 6)}}
+    info = json.loads(facerep("gallery", "info", gallery, "--json").stdout)
+    assert info["encoder"] == "dlib" and info["faces"] == 24 and info["index"] == "exact"
+    both = facerep("gallery", "remove", gallery, "--label", "x", "--id", "3")
+    assert both.returncode == 2 and "exactly one of" in both.stderr
+
+
+def test_a_gallery_refuses_an_other_encoder(photos: Path, tiny_run: Path, tmp_path: Path) -> None:
+    gallery = str(tmp_path / "g")
+    facerep("gallery", "add", gallery, str(photos / "s1"), "--label", "s1", "-q")
+    other = facerep(
+        "gallery", "add", gallery, str(photos / "s2"), "--label", "s2", "-e", str(tiny_run)
+    )
+    assert other.returncode == 2 and "holds dlib embeddings (128-D)" in other.stderr
+
+
+def test_cluster_writes_person_folders(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "people"
+    result = facerep("cluster", str(photos), "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["faces"] == 24 and len(summary["people"]) == 6
+    assert (out / "clusters.csv").is_file() and (out / "person-006").is_dir()
+    again = facerep("cluster", str(photos), "--out", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_calibrate_then_verify_with_a_run(
+    shared_data: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    folder = link_orl(shared_data, tmp_path / "orl", range(1, 17), range(1, 9))
+    result = facerep("calibrate", str(folder), "-e", str(run), "--far", "1e-2", "--json")
+    assert result.returncode == 0, result.stderr
+    calibration = json.loads(result.stdout)
+    assert calibration["far"] <= 1e-2 and calibration["identities"] == 8
+    assert Path(calibration["stored"]) == run / "calibration.json"
+    verdict = facerep(
+        "verify",
+        str(folder / "s1" / "1.pgm"),
+        str(folder / "s1" / "2.pgm"),
+        "-e",
+        str(run),
+        "--json",
+    )
+    assert json.loads(verdict.stdout)["threshold"] == calibration["threshold"]
+    too_strict = facerep("calibrate", str(folder), "-e", str(run), "--far", "1e-5")
+    assert too_strict.returncode == 2 and "impostor pairs" in too_strict.stderr

@@ -1,0 +1,77 @@
+"""Threshold calibration: the FAR it promises, where it is stored, and who picks it up."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import facerep
+from facerep.tasks.calibrate import (
+    calibrate,
+    calibrate_threshold,
+    calibration_faces,
+    calibration_path,
+    load_calibration,
+)
+from tests.conftest import link_orl
+
+
+def clustered(n_people: int, per_person: int, spread: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_people, 32))
+    x = np.repeat(centres, per_person, axis=0) + spread * rng.standard_normal(
+        (n_people * per_person, 32)
+    )
+    return x / np.linalg.norm(x, axis=1, keepdims=True), np.repeat(np.arange(n_people), per_person)
+
+
+@pytest.mark.parametrize("far", [1e-1, 1e-2, 1e-3])
+def test_the_threshold_keeps_the_false_accept_rate_within_target(far: float) -> None:
+    vectors, ids = clustered(40, 5, spread=1.2)
+    result = calibrate_threshold(vectors, ids, far)
+    distances = 1 - vectors @ vectors.T
+    i, j = np.triu_indices(len(ids), 1)
+    impostor = distances[i, j][ids[i] != ids[j]]
+    assert result["far"] == pytest.approx(np.mean(impostor <= result["threshold"]))
+    assert result["far"] <= far
+    # The threshold is the loosest one that keeps the promise: the next impostor breaks it.
+    assert np.mean(impostor <= np.min(impostor[impostor > result["threshold"]])) > far
+    assert result["impostor_pairs"] == len(impostor) and 0 < result["tar"] <= 1
+
+
+def test_too_few_impostor_pairs_for_the_far_is_refused() -> None:
+    vectors, ids = clustered(3, 3, spread=0.5)
+    with pytest.raises(ValueError, match="needs at least 1000 impostor pairs; this data has 27"):
+        calibrate_threshold(vectors, ids, 1e-3)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        calibrate_threshold(vectors, ids, 0)
+
+
+def test_a_builtin_encoders_calibration_is_stored_in_facerep_home(facerep_home: Path) -> None:
+    encoder = facerep.load_encoder("dlib")
+    vectors, ids = clustered(30, 4, spread=0.6)
+    result = calibrate(encoder, vectors, ids, 1e-2, "synthetic")
+    assert calibration_path(encoder) == facerep_home / "calibration" / "dlib.json"
+    assert load_calibration(encoder) == result
+    assert facerep.load_encoder("dlib").threshold == result.threshold
+    calibration_path(encoder).write_text("{broken")
+    with pytest.raises(ValueError, match=r"dlib\.json: unreadable calibration"):
+        facerep.load_encoder("dlib")
+
+
+def test_calibrating_a_run_on_orl_stores_the_threshold_in_the_run(
+    tiny_run: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))  # the shared run stays uncalibrated
+    folder = link_orl(shared_data, tmp_path / "orl", range(1, 21), range(1, 11))
+    encoder = facerep.load_encoder(run)
+    embeddings, identities, failures = calibration_faces(folder, encoder)
+    assert len(set(identities)) == 10 and not failures  # the held-out half only
+    result = calibrate(encoder, embeddings, identities, 1e-2, str(folder))
+    assert (run / "calibration.json").is_file()
+    assert facerep.load_encoder(run).threshold == result.threshold
+    verdict = facerep.verify(folder / "s1" / "1.pgm", folder / "s1" / "2.pgm", run)
+    assert verdict.threshold == result.threshold

@@ -1,0 +1,45 @@
+"""Enrolling photo folders into a gallery with dlib: search finds the right person."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import facerep
+from facerep.tasks.enrol import enrol_folder, labelled_photos
+from tests.conftest import link_orl
+
+
+def test_enrolled_orl_people_are_found_from_new_photos(shared_data: Path, tmp_path: Path) -> None:
+    folder = link_orl(shared_data, tmp_path / "enrol", range(1, 11), range(1, 5))
+    Image.new("RGB", (120, 120), (200, 10, 10)).save(folder / "s1" / "red.png")
+    gallery = facerep.Gallery(tmp_path / "g")
+    summary = enrol_folder(gallery, folder)
+    assert summary.added == 40 and summary.labels == {f"s{i}": 4 for i in range(1, 11)}
+    assert [(Path(s).name, r) for s, r in summary.failures] == [("red.png", "no face found")]
+    again = enrol_folder(gallery, folder)  # a re-run adds nothing twice
+    assert again.added == 0 and again.already_enrolled == 40 and len(gallery) == 40
+    hits = [
+        gallery.search(shared_data / "orl" / f"s{p}" / "9.pgm", k=1)[0].label == f"s{p}"
+        for p in range(1, 11)
+    ]
+    assert sum(hits) >= 9
+    match = gallery.search(shared_data / "orl" / "s4" / "8.pgm", k=1)[0]
+    assert match.same is True and match.source.endswith("s4/" + Path(match.source).name)
+    with pytest.raises(facerep.NoFaceError):
+        gallery.search(folder / "s1" / "red.png")
+    with pytest.raises(facerep.NoFaceError):
+        gallery.add([folder / "s2" / "1.pgm", folder / "s1" / "red.png"], "x")
+    assert len(gallery) == 40  # a failing add writes nothing
+
+
+def test_folders_must_be_person_folders_unless_a_label_is_given(tmp_path: Path) -> None:
+    (tmp_path / "loose").mkdir()
+    Image.new("RGB", (50, 50)).save(tmp_path / "loose" / "a.png")
+    with pytest.raises(ValueError, match="photos outside person folders"):
+        labelled_photos(tmp_path / "loose")
+    assert [label for _, label in labelled_photos(tmp_path / "loose", "ann")] == ["ann"]
+    with pytest.raises(ValueError, match="no such folder"):
+        labelled_photos(tmp_path / "absent")

@@ -1,0 +1,187 @@
+"""The gallery: persistence, search, erasing removal, encoder checks, crash and reader safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facerep.encoders.base import l2_normalise
+from facerep.tasks import vector_index
+from facerep.tasks.gallery import Gallery, GalleryError
+
+DIM = 16
+
+
+class FakeEncoder:
+    """An encoder with a name and a size, for galleries fed embeddings directly."""
+
+    input_size = 32
+    threshold = 0.3
+
+    def __init__(self, name: str = "fake", dim: int = DIM):
+        self.name, self.dim = name, dim
+
+    def embed(self, faces: np.ndarray) -> np.ndarray:
+        raise AssertionError("these tests add embeddings directly")
+
+
+def people(n_people: int, per_person: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
+    """Unit vectors clustered by person, and their labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_people, DIM))
+    vectors = np.repeat(centres, per_person, axis=0) + 0.1 * rng.standard_normal(
+        (n_people * per_person, DIM)
+    )
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32), [f"person{i // per_person}" for i in range(len(vectors))]
+
+
+def test_round_trip_persists_and_search_finds_the_person(tmp_path: Path) -> None:
+    vectors, labels = people(5, 4)
+    with Gallery(tmp_path / "g", FakeEncoder()) as gallery:
+        ids = gallery.add_embeddings(vectors, labels, sources=[f"p{i}.jpg" for i in range(20)])
+        assert ids == list(range(1, 21)) and len(gallery) == 20
+    reopened = Gallery(tmp_path / "g", create=False)
+    assert len(reopened) == 20 and reopened.labels() == {f"person{i}": 4 for i in range(5)}
+    matches = reopened.search_embedding(vectors[6], k=4)
+    assert [m.label for m in matches] == ["person1"] * 4
+    assert matches[0].id == 7 and matches[0].distance == pytest.approx(0, abs=1e-5)
+    assert matches[0].source == "p6.jpg"
+    assert [m.distance for m in matches] == sorted(m.distance for m in matches)
+    assert reopened.info()["encoder"] == "fake" and reopened.info()["index"] == "exact"
+
+
+def test_removed_faces_are_never_returned_and_compaction_erases_them(tmp_path: Path) -> None:
+    vectors, labels = people(4, 3)
+    secret = np.full(DIM, 0.25, np.float32)  # an exactly known unit vector to look for on disk
+    path = tmp_path / "g"
+    with Gallery(path, FakeEncoder()) as gallery:
+        gallery.add_embeddings(vectors, labels)
+        [forgotten] = gallery.add_embeddings(secret[None], ["Zelda Forgetme"])
+        gallery.save_index()
+        assert gallery.search_embedding(secret, 1)[0].id == forgotten
+        assert gallery.remove("Zelda Forgetme") == 1
+        assert forgotten not in [m.id for m in gallery.search_embedding(secret, 20)]
+        assert gallery.remove(2) == 1 and gallery.remove(999) == 0
+        assert len(gallery) == 11
+        gallery.compact()
+        assert forgotten not in [m.id for m in gallery.search_embedding(secret, 20)]
+        [new_id] = gallery.add_embeddings(vectors[:1], ["person0"])
+        assert new_id > forgotten  # ids are never reused
+    on_disk = b"".join(p.read_bytes() for p in path.iterdir() if p.is_file())
+    stored = l2_normalise(vectors)  # the bytes the gallery wrote
+    assert secret.tobytes() not in on_disk and b"Zelda Forgetme" not in on_disk
+    assert stored[1].tobytes() not in on_disk  # the face removed by id (id 2 is row 1)
+    assert stored[2].tobytes() in on_disk  # (the check does see vectors that are there)
+
+
+def test_an_other_encoder_is_refused(tmp_path: Path) -> None:
+    Gallery(tmp_path / "g", FakeEncoder()).close()
+    with pytest.raises(GalleryError, match=r"holds fake embeddings \(16-D\).*other \(32-D\)"):
+        Gallery(tmp_path / "g", FakeEncoder("other", 32))
+    with pytest.raises(GalleryError, match="holds fake embeddings"):
+        Gallery(tmp_path / "g", FakeEncoder("other", DIM))
+    gallery = Gallery(tmp_path / "g")
+    with pytest.raises(GalleryError, match="16-D fake embeddings, got shape"):
+        gallery.add_embeddings(np.ones((1, 32)), ["x"])
+    with pytest.raises(GalleryError, match="non-empty string"):
+        gallery.add_embeddings(np.ones((1, DIM)), [""])
+    with pytest.raises(GalleryError, match="NaN"):
+        gallery.add_embeddings(np.full((1, DIM), np.nan), ["x"])
+    assert len(gallery) == 0
+
+
+def test_missing_and_damaged_galleries_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(GalleryError, match="no gallery here"):
+        Gallery(tmp_path / "absent", create=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "gallery.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(GalleryError, match="not a readable gallery"):
+        Gallery(tmp_path / "bad")
+
+
+def test_a_damaged_index_file_is_rebuilt_from_the_database(tmp_path: Path) -> None:
+    vectors, labels = people(3, 3)
+    with Gallery(tmp_path / "g", FakeEncoder()) as gallery:
+        gallery.add_embeddings(vectors, labels)
+    [index_file] = (tmp_path / "g").glob("index-*.faiss")
+    index_file.write_bytes(b"garbage")
+    assert Gallery(tmp_path / "g").search_embedding(vectors[4], 1)[0].id == 5
+
+
+def test_readers_see_other_writers_adds_removals_and_compactions(tmp_path: Path) -> None:
+    vectors, labels = people(4, 2)
+    writer = Gallery(tmp_path / "g", FakeEncoder())
+    writer.add_embeddings(vectors[:4], labels[:4])
+    reader = Gallery(tmp_path / "g", create=False)
+    assert len(reader.search_embedding(vectors[0], 10)) == 4
+    writer.add_embeddings(vectors[4:], labels[4:])
+    assert reader.search_embedding(vectors[7], 1)[0].id == 8
+    writer.remove("person3")
+    assert {m.label for m in reader.search_embedding(vectors[7], 10)} == {
+        f"person{i}" for i in range(3)
+    }
+    writer.compact()
+    found = reader.search_embedding(vectors[7], 10)
+    assert len(found) == 6 and "person3" not in {m.label for m in found}
+
+
+def test_auto_index_turns_approximate_when_the_gallery_grows(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(vector_index, "APPROXIMATE_ABOVE", 50)
+    vectors, labels = people(20, 5)
+    with Gallery(tmp_path / "g", FakeEncoder()) as gallery:
+        gallery.add_embeddings(vectors[:40], labels[:40])
+        gallery.save_index()
+        assert gallery.info()["index"] == "exact"
+        gallery.add_embeddings(vectors[40:], labels[40:])
+    reopened = Gallery(tmp_path / "g")
+    assert reopened.info()["index"] == "hnsw"
+    assert reopened.search_embedding(vectors[77], 1)[0].id == 78
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from facerep.tasks.gallery import Gallery
+    from tests.tasks.test_gallery import FakeEncoder, people
+    gallery = Gallery(sys.argv[1], FakeEncoder())
+    vectors, _ = people(50, 10)
+    for batch in range(50):
+        gallery.add_embeddings(vectors[batch * 10:(batch + 1) * 10], [f"batch{batch}"] * 10)
+        if batch % 7 == 3:
+            gallery.save_index()  # also exercise an index file that lags the database
+        print(batch, flush=True)
+""")
+
+
+def test_kill_9_during_adds_leaves_a_prefix_of_whole_adds(tmp_path: Path) -> None:
+    path = tmp_path / "g"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    committed = -1
+    while committed < 12:
+        line = child.stdout.readline()
+        assert line, "the child ended before it was killed"
+        committed = int(line)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    gallery = Gallery(path)
+    counts = gallery.labels()
+    batches = sorted(int(label.removeprefix("batch")) for label in counts)
+    assert batches == list(range(len(batches))) and len(batches) > committed
+    assert set(counts.values()) == {10}
+    vectors, _ = people(50, 10)
+    for row in range(0, len(gallery), 9):  # every committed vector is searchable, with its label
+        match = gallery.search_embedding(vectors[row], 1)[0]
+        assert match.id == row + 1 and match.label == f"batch{row // 10}"

@@ -1,0 +1,83 @@
+"""FAISS indexes: exact answers, approximate recall, removed ids left out, save and load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facerep.tasks.vector_index import APPROXIMATE_ABOVE, VectorIndex, choose_kind
+
+
+def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_force(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(queries @ vectors.T), axis=1)[:, :k]
+
+
+def test_exact_search_matches_a_numpy_scan_and_returns_the_given_ids() -> None:
+    vectors, queries = unit_rows(2000, 32), unit_rows(20, 32, seed=1)
+    ids = np.arange(2000) * 7 + 3  # not row numbers
+    index = VectorIndex.build(vectors, ids, "exact")
+    scores, found = index.search(queries, 10)
+    assert np.array_equal(found, ids[brute_force(vectors, queries, 10)])
+    assert np.allclose(
+        scores, np.take_along_axis(queries @ vectors.T, (found - 3) // 7, 1), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_excluded_ids_are_never_returned(kind: str) -> None:
+    vectors = unit_rows(500, 16)
+    index = VectorIndex.build(vectors, np.arange(500), kind)
+    _, nearest = index.search(vectors[:5], 3)
+    assert np.array_equal(nearest[:, 0], np.arange(5))  # each vector finds itself
+    _, found = index.search(vectors[:5], 3, exclude=np.arange(5))
+    assert not np.isin(found, np.arange(5)).any() and (found >= 0).all()
+
+
+def test_fewer_than_k_left_gives_minus_one() -> None:
+    index = VectorIndex.build(unit_rows(3, 8), np.arange(3), "exact")
+    scores, ids = index.search(unit_rows(1, 8), 5, exclude=np.array([0]))
+    assert sorted(ids[0][:2]) == [1, 2] and (ids[0][2:] == -1).all()
+    assert np.isneginf(scores[0][2:]).all()
+    _, empty_ids = VectorIndex(8).search(unit_rows(2, 8), 4)
+    assert empty_ids.shape == (2, 4) and (empty_ids == -1).all()
+
+
+def test_hnsw_recall_on_clustered_vectors() -> None:
+    # Face embeddings cluster by person; HNSW's default search must find nearly all neighbours.
+    rng = np.random.default_rng(0)
+    centres = unit_rows(200, 64)
+    vectors = centres[rng.integers(200, size=5000)] + 0.3 * unit_rows(5000, 64, seed=2)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[:100] + 0.05 * unit_rows(100, 64, seed=3)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    _, found = VectorIndex.build(vectors, np.arange(5000), "hnsw").search(queries, 10)
+    truth = brute_force(vectors, queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
+    assert recall >= 0.95
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_save_and_load_round_trip(kind: str, tmp_path: Path) -> None:
+    vectors = unit_rows(300, 16)
+    index = VectorIndex.build(vectors, np.arange(300) + 10, kind)
+    index.save(tmp_path / "index.faiss")
+    loaded = VectorIndex.load(tmp_path / "index.faiss")
+    assert loaded.kind == kind and len(loaded) == 300
+    assert np.array_equal(loaded.ids(), np.arange(300) + 10)
+    assert np.allclose(loaded.vectors(), vectors)
+    assert np.array_equal(loaded.search(vectors[:4], 5)[1], index.search(vectors[:4], 5)[1])
+
+
+def test_auto_kind_is_exact_for_small_galleries_and_hnsw_for_large() -> None:
+    assert choose_kind("auto", APPROXIMATE_ABOVE) == "exact"
+    assert choose_kind("auto", APPROXIMATE_ABOVE + 1) == "hnsw"
+    assert choose_kind("exact", 10**7) == "exact"
+    with pytest.raises(ValueError, match="unknown index"):
+        choose_kind("ivf-maybe", 10)  # type: ignore[arg-type]
