@@ -28,6 +28,7 @@ import numpy as np
 
 from facerep.encoders.base import Encoder, l2_normalise
 from facerep.images import ImageSource
+from facerep.tasks.locks import ReadWriteLock
 from facerep.tasks.vector_index import IndexChoice, VectorIndex, choose_kind
 from facerep.types import Box, Match
 
@@ -91,9 +92,14 @@ class Gallery:
         self.path = Path(path)
         self.index_choice = index
         choose_kind(index, 0)  # validate early
-        self._lock = threading.RLock()
+        # Searches share the index; adds, removals and compaction take it alone. The SQLite
+        # connection is used by one thread at a time.
+        self._rw = ReadWriteLock()
+        self._db_lock = threading.RLock()
         self._db = self._connect(create)
         self._encoder = self._check_encoder(encoder)
+        meta = self._meta()
+        self.dim, self.encoder_name = int(meta["dim"]), meta["encoder"]
         self._index: VectorIndex | None = None
         self._load_index()
 
@@ -159,36 +165,26 @@ class Gallery:
     @property
     def encoder(self) -> Encoder:
         """The gallery's encoder, loaded from where the gallery says it came from."""
-        with self._lock:
+        with self._db_lock:
             if self._encoder is None:
                 from facerep.api import resolve_encoder
 
                 self._encoder = resolve_encoder(self._meta()["encoder_source"])
             return self._encoder
 
-    @property
-    def dim(self) -> int:
-        """The embedding dimension every face in the gallery has."""
-        return int(self._meta()["dim"])
-
-    @property
-    def encoder_name(self) -> str:
-        """The name of the encoder that made the gallery's vectors."""
-        return self._meta()["encoder"]
-
     # ---- the derived index ---------------------------------------------------------------
 
     def _load_index(self) -> None:
-        with self._lock:
-            self._epoch = int(self._meta()["epoch"])
-            self._index = self._read_index_file()
-            self._saved_rows = len(self._index) if self._index is not None else 0
-            if self._index is None:
-                self._index = self._build_index_from_db()
-            else:
-                self._catch_up()
-            self._removed = self._removed_ids()
-            self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        # Callers hold the write lock (or are the constructor).
+        self._epoch = int(self._meta()["epoch"])
+        self._index = self._read_index_file()
+        self._saved_rows = len(self._index) if self._index is not None else 0
+        if self._index is None:
+            self._index = self._build_index_from_db()
+        else:
+            self._catch_up()
+        self._removed = self._removed_ids()
+        self._data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
 
     def _index_file(self, epoch: int) -> Path:
         return self.path / f"index-{epoch}.faiss"
@@ -223,6 +219,14 @@ class Gallery:
     def _removed_ids(self) -> np.ndarray:
         rows = self._db.execute("SELECT id FROM removed").fetchall()
         return np.array([row[0] for row in rows], dtype=np.int64)
+
+    def _refresh(self) -> None:
+        """`_sync` under the write lock, when another process has committed something."""
+        with self._db_lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            with self._rw.write(), self._db_lock:
+                self._sync()
 
     def _sync(self) -> None:
         """Take in what other processes committed since we last looked (cheap when nothing)."""
@@ -290,7 +294,7 @@ class Gallery:
         sources = list(sources) if sources is not None else [None] * len(labels)
         boxes = list(boxes) if boxes is not None else [None] * len(labels)
         now = time.time()
-        with self._lock:
+        with self._rw.write(), self._db_lock:
             self._sync()
             with self._transaction():
                 ids = [
@@ -326,7 +330,7 @@ class Gallery:
         From now on no search returns them; `compact()` then erases them from disk.
         """
         column = "id" if isinstance(target, int | np.integer) else "label"
-        with self._lock:
+        with self._rw.write(), self._db_lock:
             self._sync()
             with self._transaction():
                 ids = [
@@ -344,7 +348,7 @@ class Gallery:
 
     def compact(self) -> None:
         """Rebuild the index without removed faces and erase their bytes from every file."""
-        with self._lock, self._file_lock():
+        with self._rw.write(), self._db_lock, self._file_lock():
             self._sync()
             next_epoch = self._epoch + 1
             index = self._build_index_from_db()
@@ -365,7 +369,11 @@ class Gallery:
 
     def save_index(self) -> None:
         """Write the in-memory index to disk now (otherwise `close` does when it is worth it)."""
-        with self._lock, self._file_lock():
+        with self._rw.write(), self._db_lock:
+            self._save_index()
+
+    def _save_index(self) -> None:
+        with self._file_lock():
             self._sync()
             kind = choose_kind(self.index_choice, len(self._index))
             if kind != self._index.kind:
@@ -375,12 +383,12 @@ class Gallery:
 
     def close(self) -> None:
         """Save the index if it has grown enough since it was written, and close the database."""
-        with self._lock:
+        with self._rw.write(), self._db_lock:
             if self._db is None:
                 return
             unsaved = len(self._index) - self._saved_rows
             if unsaved > 0 and unsaved >= RESAVE_FRACTION * self._saved_rows:
-                self.save_index()
+                self._save_index()
             self._db.close()
             self._db = None
 
@@ -409,12 +417,12 @@ class Gallery:
     # ---- reading -------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._db_lock:
             return self._db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
 
     def labels(self) -> dict[str, int]:
         """Each label with how many faces it has, by label."""
-        with self._lock:
+        with self._db_lock:
             rows = self._db.execute(
                 "SELECT label, COUNT(*) FROM faces GROUP BY label ORDER BY label"
             )
@@ -426,7 +434,7 @@ class Gallery:
         args: tuple = ()
         if label is not None:
             query, args = query + " WHERE label = ?", (label,)
-        with self._lock:
+        with self._db_lock:
             rows = self._db.execute(query + " ORDER BY id", args).fetchall()
         return [_gallery_face(row) for row in rows]
 
@@ -436,7 +444,7 @@ class Gallery:
         if not sources:
             return set()
         marks = ",".join("?" * len(sources))
-        with self._lock:
+        with self._db_lock:
             rows = self._db.execute(
                 f"SELECT source, label FROM faces WHERE source IN ({marks})", sources
             ).fetchall()
@@ -464,9 +472,10 @@ class Gallery:
                 f"{self.path}: queries must be [Q, {self.dim}] ({self.encoder_name}), "
                 f"got {embeddings.shape}"
             )
-        with self._lock:
-            self._sync()
+        self._refresh()
+        with self._rw.read():
             scores, ids = self._index.search(l2_normalise(embeddings), k, exclude=self._removed)
+        with self._db_lock:
             found = {face.id: face for face in self._faces_by_id(ids[ids >= 0].tolist())}
         threshold = getattr(self._encoder, "threshold", None) if self._encoder else None
         return [
@@ -489,10 +498,11 @@ class Gallery:
 
     def info(self) -> dict[str, object]:
         """What the gallery holds: faces, labels, encoder, index kind and files on disk."""
-        meta = self._meta()
-        with self._lock:
-            self._sync()
-            removed_pending = len(self._removed)
+        self._refresh()
+        with self._db_lock:
+            meta = self._meta()
+        with self._rw.read():
+            removed_pending, kind = len(self._removed), self._index.kind
         return {
             "path": str(self.path),
             "faces": len(self),
@@ -500,7 +510,7 @@ class Gallery:
             "encoder": meta["encoder"],
             "encoder_source": meta["encoder_source"],
             "dim": int(meta["dim"]),
-            "index": self._index.kind,
+            "index": kind,
             "removed_pending_compaction": removed_pending,
             "bytes_on_disk": sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()),
         }

@@ -185,3 +185,27 @@ def test_kill_9_during_adds_leaves_a_prefix_of_whole_adds(tmp_path: Path) -> Non
     for row in range(0, len(gallery), 9):  # every committed vector is searchable, with its label
         match = gallery.search_embedding(vectors[row], 1)[0]
         assert match.id == row + 1 and match.label == f"batch{row // 10}"
+
+
+def test_threads_search_while_another_adds(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    vectors, labels = people(40, 5)
+    gallery = Gallery(tmp_path / "g", FakeEncoder())
+    gallery.add_embeddings(vectors[:100], labels[:100])
+
+    def search(row: int) -> str:
+        return gallery.search_embedding(vectors[row % 100], 1)[0].label
+
+    def add(batch: int) -> list[int]:
+        rows = slice(100 + batch * 10, 110 + batch * 10)
+        return gallery.add_embeddings(vectors[rows], labels[rows])
+
+    with ThreadPoolExecutor(8) as pool:
+        searches = pool.map(search, range(400))
+        adds = list(pool.map(add, range(10)))
+        assert list(searches) == [labels[row % 100] for row in range(400)]
+    assert sorted(i for ids in adds for i in ids) == list(range(101, 201))
+    assert len(gallery) == 200
+    for batch, ids in enumerate(adds):  # every added vector is found under the id it was given
+        assert gallery.search_embedding(vectors[100 + batch * 10], 1)[0].id == ids[0]
