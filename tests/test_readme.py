@@ -1,0 +1,23 @@
+"""The README's Python example runs as written (on ORL, from the repository root)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_face_tools_example_runs(
+    shared_data: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Face tools", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = code.replace('"../shared/data/orl"', repr(str(shared_data / "orl")))
+    monkeypatch.chdir(tmp_path)  # the example writes runs/people
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].startswith("Verdict(") and "same=True" in printed[1]
+    assert "label='s2'" in printed[2]
+    assert printed[3:] == ["10", "1 0"]
