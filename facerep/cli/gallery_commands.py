@@ -48,7 +48,7 @@ def add(
     ] = None,
     index: Annotated[
         IndexChoice,
-        typer.Option(help="auto (exact up to 100k faces, then HNSW), exact or hnsw."),
+        typer.Option(help="auto (exact up to 100k faces, then ivf), exact, ivf or hnsw."),
     ] = "auto",
     quiet: Quiet = False,
     json: Json = False,

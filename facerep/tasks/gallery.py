@@ -77,7 +77,8 @@ class Gallery:
         encoder: the encoder for new faces and queries (an Encoder, a name or a run folder).
             A new gallery defaults to dlib; an existing one defaults to the encoder it was
             built with and refuses any other.
-        index: "auto" (exact up to 100k faces, HNSW beyond), "exact" or "hnsw".
+        index: "auto" (exact up to 100k faces, ivf beyond), "exact", "ivf" or "hnsw"
+            (see `facerep.tasks.vector_index`).
         create: make the gallery if it does not exist (else raise GalleryError).
     """
 

@@ -43,3 +43,19 @@ def test_folders_must_be_person_folders_unless_a_label_is_given(tmp_path: Path) 
     assert [label for _, label in labelled_photos(tmp_path / "loose", "ann")] == ["ann"]
     with pytest.raises(ValueError, match="no such folder"):
         labelled_photos(tmp_path / "absent")
+
+
+def test_a_run_encoder_builds_a_gallery_that_reopens_with_it(
+    tiny_run: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    folder = link_orl(shared_data, tmp_path / "enrol", range(1, 5), range(1, 4))
+    gallery = facerep.Gallery(tmp_path / "g", tiny_run)
+    assert enrol_folder(gallery, folder).added == 12
+    gallery.close()
+    reopened = facerep.Gallery(tmp_path / "g")  # the encoder comes back from the gallery
+    assert reopened.encoder.dim == facerep.load_encoder(tiny_run).dim
+    matches = reopened.search(folder / "s2" / "1.pgm", k=3)
+    assert matches[0].label == "s2" and matches[0].distance == pytest.approx(0, abs=1e-5)
+    assert matches[0].same is None  # an uncalibrated run has no threshold to judge by
+    clustering = facerep.cluster(folder, tiny_run, threshold=0.05)
+    assert len(clustering.faces) == 12

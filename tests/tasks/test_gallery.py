@@ -135,6 +135,7 @@ def test_readers_see_other_writers_adds_removals_and_compactions(tmp_path: Path)
 
 def test_auto_index_turns_approximate_when_the_gallery_grows(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(vector_index, "APPROXIMATE_ABOVE", 50)
+    monkeypatch.setattr(vector_index, "MIN_TRAINING_FACES", 50)
     vectors, labels = people(20, 5)
     with Gallery(tmp_path / "g", FakeEncoder()) as gallery:
         gallery.add_embeddings(vectors[:40], labels[:40])
@@ -142,7 +143,7 @@ def test_auto_index_turns_approximate_when_the_gallery_grows(tmp_path, monkeypat
         assert gallery.info()["index"] == "exact"
         gallery.add_embeddings(vectors[40:], labels[40:])
     reopened = Gallery(tmp_path / "g")
-    assert reopened.info()["index"] == "hnsw"
+    assert reopened.info()["index"] == "ivf"
     assert reopened.search_embedding(vectors[77], 1)[0].id == 78
 
 

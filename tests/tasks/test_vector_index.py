@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facerep.tasks.vector_index import APPROXIMATE_ABOVE, VectorIndex, choose_kind
+from facerep.tasks.vector_index import (
+    APPROXIMATE_ABOVE,
+    MIN_TRAINING_FACES,
+    VectorIndex,
+    choose_kind,
+)
 
 
 def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -30,10 +35,15 @@ def test_exact_search_matches_a_numpy_scan_and_returns_the_given_ids() -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+# ivf learns its codes from the vectors, so it needs MIN_TRAINING_FACES of them.
+SIZES = {"exact": 500, "hnsw": 500, "ivf": MIN_TRAINING_FACES}
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw", "ivf"])
 def test_excluded_ids_are_never_returned(kind: str) -> None:
-    vectors = unit_rows(500, 16)
-    index = VectorIndex.build(vectors, np.arange(500), kind)
+    n = SIZES[kind]
+    vectors = unit_rows(n, 16)
+    index = VectorIndex.build(vectors, np.arange(n), kind)
     _, nearest = index.search(vectors[:5], 3)
     assert np.array_equal(nearest[:, 0], np.arange(5))  # each vector finds itself
     _, found = index.search(vectors[:5], 3, exclude=np.arange(5))
@@ -49,35 +59,42 @@ def test_fewer_than_k_left_gives_minus_one() -> None:
     assert empty_ids.shape == (2, 4) and (empty_ids == -1).all()
 
 
-def test_hnsw_recall_on_clustered_vectors() -> None:
-    # Face embeddings cluster by person; HNSW's default search must find nearly all neighbours.
-    rng = np.random.default_rng(0)
-    centres = unit_rows(200, 64)
-    vectors = centres[rng.integers(200, size=5000)] + 0.3 * unit_rows(5000, 64, seed=2)
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_recall_on_clustered_vectors(kind: str) -> None:
+    # Face embeddings cluster by person; the default search must find nearly all neighbours.
+    rng, n = np.random.default_rng(0), 12_000
+    centres = unit_rows(500, 64)
+    vectors = centres[rng.integers(500, size=n)] + 0.3 * unit_rows(n, 64, seed=2)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     queries = vectors[:100] + 0.05 * unit_rows(100, 64, seed=3)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    _, found = VectorIndex.build(vectors, np.arange(5000), "hnsw").search(queries, 10)
+    _, found = VectorIndex.build(vectors, np.arange(n), kind).search(queries, 10)
     truth = brute_force(vectors, queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, truth, strict=True)])
     assert recall >= 0.95
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+@pytest.mark.parametrize("kind", ["exact", "hnsw", "ivf"])
 def test_save_and_load_round_trip(kind: str, tmp_path: Path) -> None:
-    vectors = unit_rows(300, 16)
-    index = VectorIndex.build(vectors, np.arange(300) + 10, kind)
+    n = SIZES[kind]
+    vectors = unit_rows(n, 16)
+    index = VectorIndex.build(vectors, np.arange(n) + 10, kind)
     index.save(tmp_path / "index.faiss")
     loaded = VectorIndex.load(tmp_path / "index.faiss")
-    assert loaded.kind == kind and len(loaded) == 300
-    assert np.array_equal(loaded.ids(), np.arange(300) + 10)
+    assert loaded.kind == kind and len(loaded) == n
+    assert np.array_equal(loaded.ids(), np.arange(n) + 10)
     assert np.allclose(loaded.vectors(), vectors)
-    assert np.array_equal(loaded.search(vectors[:4], 5)[1], index.search(vectors[:4], 5)[1])
+    exclude = np.array([10, 11])
+    assert np.array_equal(
+        loaded.search(vectors[:4], 5, exclude)[1], index.search(vectors[:4], 5, exclude)[1]
+    )
 
 
-def test_auto_kind_is_exact_for_small_galleries_and_hnsw_for_large() -> None:
+def test_auto_kind_is_exact_for_small_galleries_and_ivf_for_large() -> None:
     assert choose_kind("auto", APPROXIMATE_ABOVE) == "exact"
-    assert choose_kind("auto", APPROXIMATE_ABOVE + 1) == "hnsw"
+    assert choose_kind("auto", APPROXIMATE_ABOVE + 1) == "ivf"
     assert choose_kind("exact", 10**7) == "exact"
+    assert choose_kind("ivf", MIN_TRAINING_FACES - 1) == "exact"  # too few faces to learn from
+    assert choose_kind("hnsw", 10) == "hnsw"
     with pytest.raises(ValueError, match="unknown index"):
         choose_kind("ivf-maybe", 10)  # type: ignore[arg-type]
