@@ -21,6 +21,7 @@ from facerep.cli import (
     face_commands,
     gallery_commands,
     pretrain_command,
+    serve_command,
 )
 from facerep.cli.output import UsageError, console_err
 
@@ -36,6 +37,7 @@ pretrain_command.register(app)
 eval_command.register(app)
 face_commands.register(app)
 gallery_commands.register(app)
+serve_command.register(app)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ def facerep(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["prepare"], ["info"], ["pretrain"], ["list-models"]]
+    "command", [[], ["prepare"], ["info"], ["pretrain"], ["list-models"], ["serve"]]
 )
 def test_help_on_every_command(command: list[str]) -> None:
     result = facerep(*command, "--help")

@@ -1,0 +1,400 @@
+"""Load test: `facerep serve` on loopback under concurrent embed and search requests.
+
+Each configuration starts a real server (`python -m facerep serve`, uvicorn) on a free loopback
+port with a fresh gallery folder, enrols one ORL photo of each of 40 people over HTTP, warms up,
+then fires requests from httpx.AsyncClient: half `POST /v1/embed`, half
+`POST /v1/galleries/orl/search` (k=5), with ORL photos that were not enrolled, in a fixed order.
+A closed loop keeps `concurrency` requests in flight. Any non-2xx answer or transport failure
+counts as an error. Meanwhile a probe calls `GET /healthz` every 0.2 s: its latency shows how
+long the event loop stalls while the encoder runs.
+
+Configurations, in the same run and on the same machine, for each encoder:
+- `batched`: the default server (`--batch-size 8`) at `--concurrency`, `--requests` requests;
+- `unbatched`: `--batch-size 1` at the same concurrency (`--baseline-requests` requests);
+- `sequential`: the default server at concurrency 1 (`--baseline-requests`): the baseline.
+
+    python bench/load_test.py [--requests 2000] [--concurrency 16] [--encoders dlib RUN]
+
+Results: bench/results/load_test.{json,md}. tests/service/test_server.py runs a small version.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+RESULTS = Path(__file__).resolve().parent / "results"
+TOKEN = "load-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PEOPLE = 40
+NO_FACE = (33, 4)  # the one ORL photo dlib finds no face in
+GALLERY = "orl"
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A `facerep serve` subprocess on loopback; its output goes to `log`."""
+
+    def __init__(self, gallery_dir: Path, log: Path, *args: str, encoder: str = "dlib"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        command = [sys.executable, "-m", "facerep", "serve", "--gallery-dir", str(gallery_dir)]
+        command += ["--encoder", encoder, "--port", str(self.port), "--log-level", "warning"]
+        env = {**os.environ, "FACEREP_TOKEN": TOKEN, "OMP_WAIT_POLICY": "PASSIVE"}
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(
+                [*command, *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until /healthz answers 200; RuntimeError (with the log) if the server died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited {self.process.returncode}:\n{self.log_text()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        """The server's output so far."""
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        """Ctrl-C: uvicorn finishes open requests, then the app closes its galleries."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self) -> Server:
+        self.wait_ready()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class Job:
+    """One request: an embed or a search with one photo."""
+
+    kind: str
+    photo: bytes
+    name: str
+
+
+@dataclass
+class Outcome:
+    """What one configuration measured."""
+
+    seconds: float = 0.0
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"embed": [], "search": []})
+    errors: Counter = field(default_factory=Counter)
+    healthz: list[float] = field(default_factory=list)
+
+
+def orl_photo(data: Path, person: int, n: int) -> bytes:
+    """The bytes of ORL photo s<person>/<n>.pgm."""
+    return (data / "orl" / f"s{person}" / f"{n}.pgm").read_bytes()
+
+
+def make_jobs(data: Path, count: int) -> list[Job]:
+    """`count` requests alternating embed and search, over photos 2-10 of the 40 people."""
+    jobs = []
+    for i in range(count):
+        person, n = 1 + i % PEOPLE, 2 + (i // PEOPLE) % 9
+        if (person, n) == NO_FACE:
+            n += 1
+        kind = "embed" if i % 2 == 0 else "search"
+        jobs.append(Job(kind, orl_photo(data, person, n), f"s{person}-{n}.pgm"))
+    return jobs
+
+
+async def send(client: httpx.AsyncClient, job: Job) -> httpx.Response:
+    """Post one job."""
+    files = {"image": (job.name, job.photo)}
+    if job.kind == "embed":
+        return await client.post("/v1/embed", files=files)
+    return await client.post(f"/v1/galleries/{GALLERY}/search", files=files, data={"k": "5"})
+
+
+async def enrol(url: str, data: Path, people: int = PEOPLE) -> list[int]:
+    """Add photo 1 of each person to the gallery (4 at a time); returns the face ids."""
+    async with httpx.AsyncClient(base_url=url, timeout=120, headers=AUTH) as client:
+        limit = asyncio.Semaphore(4)
+
+        async def add(person: int) -> int:
+            async with limit:
+                answer = await client.post(
+                    f"/v1/galleries/{GALLERY}/faces",
+                    files={"image": (f"s{person}-1.pgm", orl_photo(data, person, 1))},
+                    data={"label": f"s{person}"},
+                )
+            answer.raise_for_status()
+            return answer.json()["id"]
+
+        return list(await asyncio.gather(*(add(p) for p in range(1, people + 1))))
+
+
+async def fire(url: str, jobs: list[Job], concurrency: int) -> Outcome:
+    """Run the jobs with `concurrency` in flight; probe /healthz meanwhile."""
+    outcome = Outcome()
+    pending = iter(jobs)  # shared: each worker takes the next job
+    limits = httpx.Limits(max_connections=concurrency + 1)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+
+        async def worker() -> None:
+            for job in pending:
+                start = time.perf_counter()
+                try:
+                    answer = await send(client, job)
+                    if not answer.is_success:
+                        outcome.errors[f"{answer.status_code} {answer.text[:120]}"] += 1
+                except httpx.HTTPError as error:
+                    outcome.errors[type(error).__name__] += 1
+                outcome.latencies[job.kind].append(time.perf_counter() - start)
+
+        async def probe() -> None:
+            while True:
+                start = time.perf_counter()
+                await client.get("/healthz")
+                outcome.healthz.append(time.perf_counter() - start)
+                await asyncio.sleep(0.2)
+
+        prober = asyncio.create_task(probe())
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        outcome.seconds = time.perf_counter() - start
+        prober.cancel()
+    return outcome
+
+
+def batch_stats(url: str) -> dict[str, float]:
+    """Encoder passes and crops so far, from the server's /metrics."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    values = {}
+    for name in ("facerep_embed_batches_total", "facerep_embed_crops_total"):
+        values[name] = float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+    return values
+
+
+def percentile_ms(values: list[float], q: float) -> float:
+    return round(float(np.percentile(values, q)) * 1000, 1) if values else float("nan")
+
+
+def summarise(outcome: Outcome, concurrency: int, batch_size: int, passes: dict) -> dict:
+    """Requests/s, latency percentiles, errors and the server's mean batch size."""
+    every = outcome.latencies["embed"] + outcome.latencies["search"]
+    crops = passes["facerep_embed_crops_total"]
+    return {
+        "concurrency": concurrency,
+        "batch_size": batch_size,
+        "requests": len(every),
+        "errors": sum(outcome.errors.values()),
+        "error_kinds": dict(outcome.errors),
+        "seconds": round(outcome.seconds, 2),
+        "requests_per_s": round(len(every) / outcome.seconds, 2),
+        "p50_ms": percentile_ms(every, 50),
+        "p99_ms": percentile_ms(every, 99),
+        "embed_p50_ms": percentile_ms(outcome.latencies["embed"], 50),
+        "search_p50_ms": percentile_ms(outcome.latencies["search"], 50),
+        "healthz_p50_ms": percentile_ms(outcome.healthz, 50),
+        "healthz_p99_ms": percentile_ms(outcome.healthz, 99),
+        "mean_batch": round(crops / max(passes["facerep_embed_batches_total"], 1), 2),
+    }
+
+
+def run_config(
+    data: Path, work: Path, jobs: list[Job], concurrency: int, batch_size: int, encoder: str
+) -> dict:
+    """One fresh server: enrol, warm up, measure; the summary of the measured requests."""
+    folder = Path(tempfile.mkdtemp(prefix="run-", dir=work))
+    with Server(
+        folder / "galleries",
+        folder / "server.log",
+        "--batch-size",
+        str(batch_size),
+        encoder=encoder,
+    ) as server:
+        asyncio.run(enrol(server.url, data))
+        asyncio.run(fire(server.url, make_jobs(data, 2 * concurrency), concurrency))  # warm-up
+        before = batch_stats(server.url)
+        outcome = asyncio.run(fire(server.url, jobs, concurrency))
+        after = batch_stats(server.url)
+    passes = {key: after[key] - before[key] for key in after}
+    return summarise(outcome, concurrency, batch_size, passes)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding orl/")
+    parser.add_argument("--requests", type=int, default=2000, help="requests, batched config")
+    parser.add_argument("--baseline-requests", type=int, default=400, help="for the baselines")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--encoders", nargs="+", default=["dlib"], help="names or run folders")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if not (args.data / "orl" / "s1" / "1.pgm").is_file():
+        parser.error(f"{args.data / 'orl'}: ORL faces not found (point --data at shared/data)")
+    return args
+
+
+def measure_encoder(args: argparse.Namespace, encoder: str, work: Path) -> dict[str, dict]:
+    """The three configurations for one encoder, with ratios against the sequential baseline."""
+    configs = {
+        "batched": (args.requests, args.concurrency, 8),
+        "unbatched": (args.baseline_requests, args.concurrency, 1),
+        "sequential": (args.baseline_requests, 1, 8),
+    }
+    rows = {}
+    for name, (count, concurrency, batch_size) in configs.items():
+        jobs = make_jobs(args.data, count)
+        rows[name] = run_config(args.data, work, jobs, concurrency, batch_size, encoder)
+        print(f"  {encoder:<24} {name:<10} {json.dumps(rows[name])}", flush=True)
+    for row in rows.values():
+        row["vs_sequential"] = round(
+            row["requests_per_s"] / rows["sequential"]["requests_per_s"], 2
+        )
+    rows["batched"]["vs_unbatched"] = round(
+        rows["batched"]["requests_per_s"] / rows["unbatched"]["requests_per_s"], 2
+    )
+    return rows
+
+
+def code_version() -> dict[str, object]:
+    """The commit measured, and the files in facerep/ that differed from it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout if done.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "facerep").splitlines()  # "XY path" per line
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip() or None,
+        "facerep_uncommitted": [line[3:] for line in changed],
+    }
+
+
+def describe_code(code: dict) -> str:
+    changed = code["facerep_uncommitted"]
+    dirty = f" plus uncommitted changes ({', '.join(changed)})" if changed else ""
+    return f"commit {code['commit']}{dirty}"
+
+
+def render_markdown(report: dict) -> str:
+    machine = report["machine"]
+    lines = [
+        "# Load test: facerep serve",
+        "",
+        f"{report['date']} · {machine['nproc']} cores ({machine['cpu']}) · Python "
+        f"{machine['python']}, torch {machine['torch']} · load average at start "
+        f"{machine['load_average'][0]:.2f} · {describe_code(report['code'])}",
+        "",
+        "Written by `python bench/load_test.py`: a real uvicorn server on loopback per row, a "
+        f"gallery of {PEOPLE} ORL faces, half embed and half search (k=5) requests with ORL "
+        "photos from httpx.AsyncClient in a closed loop. Latency is per request as the client "
+        "saw it; healthz is a probe every 0.2 s during the run; mean batch is crops per "
+        "encoder pass on the server. vs sequential: requests/s over the concurrency-1 row.",
+        "",
+        "| encoder | config | concurrency | batch | requests | errors | req/s | p50 ms | "
+        "p99 ms | healthz p99 ms | mean batch | vs sequential |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for encoder, rows in report["results"].items():
+        for name, r in rows.items():
+            lines.append(
+                f"| {Path(encoder).name} | {name} | {r['concurrency']} | {r['batch_size']} | "
+                f"{r['requests']} | {r['errors']} | {r['requests_per_s']:.1f} | "
+                f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['healthz_p99_ms']:.0f} | "
+                f"{r['mean_batch']:.2f} | {r['vs_sequential']:.2f}x |"
+            )
+    lines.append("")
+    for encoder, rows in report["results"].items():
+        batched = rows["batched"]
+        lines.append(
+            f"- {Path(encoder).name}: batching on is {batched['vs_unbatched']:.2f}x the "
+            f"requests/s of batching off at concurrency {batched['concurrency']} (mean batch "
+            f"{batched['mean_batch']:.2f} crops), {batched['vs_sequential']:.2f}x sequential."
+        )
+    return "\n".join([*lines, "", f"Note: {report['note']}", ""])
+
+
+def main() -> None:
+    from machine import describe_machine  # bench/ is the script's folder; tests import this file
+
+    from facerep.files import atomic_write
+
+    args = parse_args()
+    machine = describe_machine()
+    code = code_version()  # before measuring: the facerep that was started is what ran
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="facerep-load-") as work:
+        for encoder in args.encoders:
+            results[encoder] = measure_encoder(args, encoder, Path(work))
+    report = {
+        "benchmark": "load_test",
+        "date": machine["date"],
+        "machine": machine,
+        "code": code,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "load_average_end": os.getloadavg(),
+        "note": NOTE,
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(args.out / "load_test.json", "w", encoding="utf-8") as f:
+        f.write(json.dumps(report, indent=2) + "\n")
+    with atomic_write(args.out / "load_test.md", "w", encoding="utf-8") as f:
+        f.write(render_markdown(report))
+    print(f"wrote {args.out / 'load_test.json'} and .md")
+
+
+NOTE = (
+    "2 shared CPU cores, with other work running beside the benchmark: absolute rates are noisy; "
+    "read the ratios within the run. An encoder given as a folder is a local `facerep pretrain` "
+    "run (not in git). dlib's recogniser holds the GIL while it runs, so the event loop and "
+    "the face detector wait for it: batches rarely form and healthz stalls up to one pass."
+)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""`facerep serve`: the HTTP API over embed, verify and galleries (see facerep.service)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from facerep.cli.output import UsageError
+from facerep.images import DEFAULT_MAX_PIXELS
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+def serve(
+    gallery_dir: Annotated[
+        Path,
+        typer.Option(help="Folder of galleries: gallery NAME lives in GALLERY_DIR/NAME."),
+    ],
+    encoder: Annotated[
+        str, typer.Option("--encoder", "-e", help="dlib (default) or a run folder.")
+    ] = "dlib",
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="File holding the write token (else $FACEREP_TOKEN)."),
+    ] = None,
+    read_only: Annotated[
+        bool, typer.Option("--read-only", help="Refuse adds and deletes (403); no token needed.")
+    ] = False,
+    insecure_local: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-local", help="Allow writes without a token; loopback --host only."
+        ),
+    ] = False,
+    max_upload_mb: Annotated[
+        float,
+        typer.Option(
+            help="Largest request body in MB (1 MB = 2^20 bytes); larger: 413.", min=0.001
+        ),
+    ] = 10.0,
+    max_pixels: Annotated[
+        int,
+        typer.Option(help="Larger images are refused undecoded (decompression bombs).", min=1),
+    ] = DEFAULT_MAX_PIXELS,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(help="Allow browser calls from this origin (repeatable); default: none."),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option(help="Crops per encoder pass across requests (1: no batching).", min=1)
+    ] = 8,
+    batch_wait_ms: Annotated[
+        float, typer.Option(help="How long a lone request waits for others to batch with.", min=0)
+    ] = 2.0,
+    detect_workers: Annotated[
+        int, typer.Option(help="Photos decoded at once (detection takes turns).", min=1)
+    ] = 2,
+    log_level: Annotated[LogLevel, typer.Option(help="Server log detail.")] = "info",
+) -> None:
+    """Serve embed, verify and gallery add/remove/search over HTTP (docs at /docs).
+
+    Adding and removing faces needs a bearer token, from $FACEREP_TOKEN or --token-file; the
+    server refuses to start with writes enabled and no token, unless it is bound to loopback
+    with --insecure-local. --read-only turns writes off.
+    """
+    from facerep.service import ServiceSettings
+    from facerep.service import serve as serve_api
+    from facerep.service.settings import MEGABYTE, read_token
+
+    try:
+        settings = ServiceSettings(
+            gallery_dir=gallery_dir,
+            encoder=encoder,
+            token=read_token(token_file),
+            read_only=read_only,
+            insecure_local=insecure_local,
+            max_upload_bytes=max(1, round(max_upload_mb * MEGABYTE)),
+            max_pixels=max_pixels,
+            cors_origins=tuple(cors_origin or ()),
+            batch_size=batch_size,
+            batch_wait_ms=batch_wait_ms,
+            detect_workers=detect_workers,
+        )
+        serve_api(settings, host=host, port=port, log_level=log_level)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add `facerep serve` to the CLI."""
+    app.command()(serve)

@@ -1,0 +1,97 @@
+"""The FastAPI application: `create_app(settings)` builds it, its lifespan loads the encoder.
+
+Requests pass, outermost first: CORS (only with `cors_origins`), metrics (every request timed
+and counted), a catch-all that turns bugs into a generic JSON 500 and logs the traceback, the
+upload limit (413 before an oversized body is read), then FastAPI's routing and error handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from facerep import __version__
+from facerep.service import routes
+from facerep.service.errors import CatchAllMiddleware, install_error_handlers
+from facerep.service.face_service import FaceService
+from facerep.service.metrics import Metrics, MetricsMiddleware
+from facerep.service.settings import ServiceSettings, check_host, check_settings
+from facerep.service.uploads import UploadLimitMiddleware
+
+DESCRIPTION = """Face embedding, verification and gallery search over HTTP.
+
+Photos are sent as multipart form fields; their format is read from their bytes. Errors are
+JSON: `{"error": {"code": "...", "message": "..."}}`. Adding and removing faces needs
+`Authorization: Bearer <token>` (the server's `FACEREP_TOKEN` or `--token-file`).
+"""
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """The facerep HTTP API for `settings`; the encoder loads when the app starts.
+
+    Raises:
+        ValueError: settings the service must not run with (writes without a token...).
+    """
+    check_settings(settings)
+    app = FastAPI(
+        title="facerep",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    app.include_router(routes.router)
+    app.include_router(routes.writes)
+    # add_middleware puts each new one outside the previous: innermost first.
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=app.state.metrics,
+        routes=[*routes.router.routes, *routes.writes.routes],
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    service = await FaceService.start(app.state.settings)
+    app.state.service = service
+    try:
+        yield
+    finally:
+        await service.close()
+
+
+def serve(
+    settings: ServiceSettings, host: str = "127.0.0.1", port: int = 8000, log_level="info"
+) -> None:
+    """Check the settings, load the encoder, and serve the API with uvicorn until stopped.
+
+    Raises:
+        ValueError: unsafe settings, or an encoder that cannot be loaded (one line each).
+    """
+    import uvicorn
+
+    from facerep.api import resolve_encoder
+
+    check_settings(settings)
+    check_host(settings, host)
+    # Loaded here, so a bad --encoder is a one-line error instead of a failed startup.
+    settings = replace(settings, encoder=resolve_encoder(settings.encoder))
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)

@@ -1,0 +1,192 @@
+"""The service's operations as plain async Python, one method per endpoint; routes only adapt HTTP.
+
+Photos are decoded on a small thread pool (`detect_workers`) and their faces found there (each
+thread has its own dlib models); crops are embedded through the micro-batcher; gallery
+writes go through a single writer thread, one at a time, while searches run on asyncio's
+default pool side by side. Nothing heavy runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facerep.api import detect, encoder_threshold, resolve_encoder
+from facerep.encoders.base import Encoder
+from facerep.faces.find import ImageTooSmallError, NoFaceError
+from facerep.images import decode_image
+from facerep.service.batcher import BatcherClosed, EmbedBatcher
+from facerep.service.errors import ServiceError
+from facerep.service.galleries import GalleryRegistry
+from facerep.service.settings import ServiceSettings
+from facerep.types import Face, Match, Verdict
+
+MAX_LABEL = 200  # characters; a label names a person, not a document
+
+
+@dataclass(frozen=True)
+class Photo:
+    """An uploaded photo: its bytes and how messages name it (`image (portrait.jpg)`)."""
+
+    data: bytes
+    name: str
+
+
+class FaceService:
+    """Embed, verify, enrol, remove and search, for one encoder and one gallery directory."""
+
+    def __init__(self, settings: ServiceSettings, encoder: Encoder):
+        self.settings = settings
+        self.encoder = encoder
+        self.galleries = GalleryRegistry(Path(settings.gallery_dir), encoder)
+        self.batcher = EmbedBatcher(
+            encoder.embed, settings.batch_size, settings.batch_wait_ms / 1000
+        )
+        self._detect_pool = ThreadPoolExecutor(settings.detect_workers, "facerep-detect")
+        self._write_pool = ThreadPoolExecutor(1, "facerep-gallery-write")
+
+    @classmethod
+    async def start(cls, settings: ServiceSettings) -> FaceService:
+        """Load the encoder, warm it and the face detector up, and start the batcher."""
+        encoder = await asyncio.to_thread(resolve_encoder, settings.encoder)
+        service = cls(settings, encoder)
+        if not settings.read_only:
+            Path(settings.gallery_dir).mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(service._warm_up)
+        service.batcher.start()
+        return service
+
+    def _warm_up(self) -> None:
+        """Load the detector, landmark and encoder weights now, not on the first request."""
+        detect(np.full((64, 64, 3), 128, np.uint8))
+        size = self.encoder.input_size
+        self.encoder.embed(np.zeros((1, size, size, 3), np.uint8))
+
+    async def close(self) -> None:
+        """Finish the work under way, then close every gallery."""
+        await self.batcher.stop()
+        self._detect_pool.shutdown(wait=True)
+        self._write_pool.shutdown(wait=True)
+        self.galleries.close()
+
+    # ---- faces -----------------------------------------------------------------------------
+
+    async def find_faces(self, photo: Photo) -> list[Face]:
+        """Every face in the photo, aligned for the encoder, largest first (not yet embedded)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._detect_pool, self._find_faces, photo)
+
+    def _find_faces(self, photo: Photo) -> list[Face]:
+        pixels = decode_image(photo.data, photo.name, max_pixels=self.settings.max_pixels)
+        try:
+            return detect(pixels, size=self.encoder.input_size)
+        except ImageTooSmallError:
+            return []
+
+    async def embed_crops(self, faces: list[Face]) -> None:
+        """Set each face's embedding, through one shared encoder pass."""
+        if not faces:
+            return
+        try:
+            vectors = await self.batcher.embed(np.stack([face.crop for face in faces]))
+        except BatcherClosed as e:
+            raise ServiceError(503, "unavailable", str(e)) from None
+        for face, vector in zip(faces, vectors, strict=True):
+            face.embedding = vector
+
+    async def embed(self, photo: Photo) -> list[Face]:
+        """Every face in the photo with its embedding, largest first; NoFaceError if none."""
+        faces = await self.find_faces(photo)
+        if not faces:
+            raise NoFaceError(f"{photo.name}: no face found")
+        await self.embed_crops(faces)
+        return faces
+
+    async def largest_face(self, photo: Photo) -> Face:
+        """The photo's largest face, embedded; NoFaceError when there is none."""
+        faces = await self.find_faces(photo)
+        if not faces:
+            raise NoFaceError(f"{photo.name}: no face found")
+        await self.embed_crops(faces[:1])
+        return faces[0]
+
+    async def verify(self, a: Photo, b: Photo, threshold: float | None = None) -> Verdict:
+        """Whether the largest faces of two photos are one person (both embedded in one pass)."""
+        try:
+            limit = encoder_threshold(self.encoder, threshold)
+        except ValueError as e:
+            raise ServiceError(422, "no_threshold", f"{e}") from None
+        found_a, found_b = await asyncio.gather(self.find_faces(a), self.find_faces(b))
+        for photo, faces in ((a, found_a), (b, found_b)):
+            if not faces:
+                raise NoFaceError(f"{photo.name}: no face found")
+        pair = [found_a[0], found_b[0]]
+        await self.embed_crops(pair)
+        cosine = float(np.dot(pair[0].embedding.astype(np.float64), pair[1].embedding))
+        distance = 1.0 - cosine
+        return Verdict(distance=distance, threshold=limit, same=distance <= limit)
+
+    # ---- galleries -------------------------------------------------------------------------
+
+    async def add(
+        self, gallery: str, photo: Photo, label: str, source: str | None
+    ) -> tuple[int, Face]:
+        """Enrol the photo's largest face under `label`: `(face id, face)`; creates the gallery.
+
+        The 2xx answer comes after the gallery's transaction committed, so it survives kill -9.
+        """
+        self.galleries.path_of(gallery)  # a bad name fails before any work
+        label = check_label(label)
+        face = await self.largest_face(photo)
+        loop = asyncio.get_running_loop()
+        face_id = await loop.run_in_executor(
+            self._write_pool, self._add_face, gallery, face, label, source
+        )
+        return face_id, face
+
+    def _add_face(self, gallery: str, face: Face, label: str, source: str | None) -> int:
+        with self.galleries.write_lock:
+            opened = self.galleries.get(gallery, create=True)
+            [face_id] = opened.add_embeddings(
+                face.embedding[None], [label], sources=[source], boxes=[face.box]
+            )
+        return face_id
+
+    async def remove(self, gallery: str, face_id: int) -> None:
+        """Remove one face for good from searches (`facerep gallery compact` erases its bytes)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._write_pool, self._remove_face, gallery, face_id)
+
+    def _remove_face(self, gallery: str, face_id: int) -> None:
+        with self.galleries.write_lock:
+            removed = self.galleries.get(gallery).remove(face_id)
+        if removed == 0:
+            raise ServiceError(404, "face_not_found", f"no face {face_id} in gallery {gallery!r}")
+
+    async def search(self, gallery: str, photo: Photo, k: int) -> tuple[Face, list[Match]]:
+        """The `k` faces of the gallery nearest the photo's largest face, nearest first."""
+        opened = await asyncio.to_thread(self.galleries.get, gallery)  # 404 before any work
+        face = await self.largest_face(photo)
+        matches = await asyncio.to_thread(opened.search_embedding, face.embedding, k)
+        return face, matches
+
+    async def gallery_info(self, gallery: str) -> dict[str, object]:
+        """How many faces and labels the gallery holds."""
+        opened = await asyncio.to_thread(self.galleries.get, gallery)
+        faces, labels = await asyncio.to_thread(lambda: (len(opened), len(opened.labels())))
+        return {"name": gallery, "faces": faces, "labels": labels}
+
+
+def check_label(label: str) -> str:
+    """`label` if it names someone: not blank, at most MAX_LABEL characters, one line."""
+    if not label.strip() or len(label) > MAX_LABEL or any(c in label for c in "\r\n\0"):
+        raise ServiceError(
+            422,
+            "invalid_request",
+            f"label: must be 1-{MAX_LABEL} characters on one line, not only spaces",
+        )
+    return label

@@ -1,0 +1,218 @@
+"""The HTTP endpoints: each reads its form, calls one FaceService method and shapes the answer.
+
+- `POST /v1/embed` (multipart `image`): every face with box, landmarks, pose and embedding.
+- `POST /v1/verify` (`a`, `b`, optional `threshold`): distance, threshold and verdict.
+- `POST /v1/galleries/{name}/faces` (`image`, `label`; token): enrol the largest face, 201.
+- `DELETE /v1/galleries/{name}/faces/{id}` (token): remove a face.
+- `POST /v1/galleries/{name}/search` (`image`, `k` 1-100): the nearest gallery faces.
+- `GET /v1/galleries/{name}`: how many faces and labels a gallery holds.
+- `GET /healthz`, `GET /metrics` (Prometheus text); `/openapi.json` and `/docs` from FastAPI.
+
+Write endpoints check the bearer token before their body is read (`WriteRoute`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
+from fastapi.responses import PlainTextResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
+
+from facerep.service import metrics as metrics_text
+from facerep.service.errors import ServiceError
+from facerep.service.face_service import MAX_LABEL, FaceService, Photo
+from facerep.service.galleries import GALLERY_NAME
+from facerep.service.schemas import (
+    AddedFace,
+    BoxOut,
+    DetectedFace,
+    EmbeddedFace,
+    EmbedResponse,
+    ErrorResponse,
+    GalleryInfo,
+    Health,
+    MatchOut,
+    RemovedFace,
+    SearchResponse,
+    VerifyResponse,
+)
+from facerep.service.settings import TOKEN_ENV
+
+MAX_K = 100
+MAX_FACE_ID = 2**63 - 1  # SQLite's largest integer
+PHOTO_HELP = "A photo (JPEG, PNG, WebP, BMP, TIFF, PGM...); its format is read from its bytes."
+
+# Declares the bearer scheme in the OpenAPI schema; WriteRoute does the checking.
+bearer = HTTPBearer(auto_error=False, description=f"The server's write token (${TOKEN_ENV}).")
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorResponse} for status in (*statuses, 500)}
+
+
+def check_write_access(request: Request) -> None:
+    """Refuse a write on a read-only server (403) or without the right bearer token (401)."""
+    settings = request.app.state.settings
+    if settings.read_only:
+        raise ServiceError(403, "read_only", "this server is read-only (started with --read-only)")
+    if settings.token is None:
+        return  # --insecure-local: writes without a token, on a loopback address only
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = settings.token.encode()
+    # compare_digest takes as long for a wrong token as for a right one: no timing oracle.
+    matches = secrets.compare_digest(given.strip().encode(), expected)
+    if scheme.lower() != "bearer" or not matches:
+        raise ServiceError(
+            401,
+            "unauthorized",
+            "this endpoint needs the server's token: Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+class WriteRoute(APIRoute):
+    """A route that checks write access before its request body is read or parsed."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """The usual handler, behind `check_write_access`."""
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            check_write_access(request)
+            return await handler(request)
+
+        return guarded
+
+
+def get_service(request: Request) -> FaceService:
+    """The running FaceService (started by the app's lifespan)."""
+    return request.app.state.service
+
+
+Service = Annotated[FaceService, Depends(get_service)]
+GalleryName = Annotated[
+    str, Path(pattern=GALLERY_NAME, description="1-64 letters, digits, '_' or '-'.")
+]
+Image = Annotated[UploadFile, File(description=PHOTO_HELP)]
+
+router = APIRouter()
+writes = APIRouter(route_class=WriteRoute, dependencies=[Depends(bearer)])
+
+
+async def read_photo(upload: UploadFile, field: str) -> Photo:
+    """The upload's bytes (already within the body limit) and a name for messages."""
+    data = await upload.read()
+    filename = "".join(c for c in (upload.filename or "") if c.isprintable())[:100]
+    return Photo(data, f"{field} ({filename})" if filename else field)
+
+
+def source_of(upload: UploadFile) -> str | None:
+    """What a gallery records as a face's source: the upload's file name, if it has one."""
+    filename = "".join(c for c in (upload.filename or "") if c.isprintable())[:200]
+    return filename or None
+
+
+@router.get("/healthz", response_model=Health, tags=["ops"])
+async def healthz(service: Service) -> Health:
+    """The server is up and its encoder is loaded."""
+    encoder = service.encoder
+    return Health(encoder=encoder.name, dim=encoder.dim, read_only=service.settings.read_only)
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    tags=["ops"],
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request, service: Service) -> PlainTextResponse:
+    """Prometheus metrics: requests by route and status, latency, batches, gallery sizes."""
+    sizes = await asyncio.to_thread(service.galleries.sizes)
+    text = request.app.state.metrics.render(service.batcher.batches, service.batcher.crops, sizes)
+    return PlainTextResponse(text, media_type=metrics_text.CONTENT_TYPE)
+
+
+@router.post("/v1/embed", response_model=EmbedResponse, responses=_errors(400, 413, 422, 503))
+async def embed(service: Service, image: Image) -> EmbedResponse:
+    """Every face in the photo, largest first, with box, landmarks, pose and embedding."""
+    faces = await service.embed(await read_photo(image, "image"))
+    encoder = service.encoder
+    return EmbedResponse(
+        encoder=encoder.name, dim=encoder.dim, faces=[EmbeddedFace.of(f) for f in faces]
+    )
+
+
+@router.post("/v1/verify", response_model=VerifyResponse, responses=_errors(400, 413, 422, 503))
+async def verify(
+    service: Service,
+    a: Annotated[UploadFile, File(description="First photo. " + PHOTO_HELP)],
+    b: Annotated[UploadFile, File(description="Second photo.")],
+    threshold: Annotated[
+        float | None,
+        Form(ge=0.0, le=2.0, description="Cosine distance limit (default: the encoder's)."),
+    ] = None,
+) -> VerifyResponse:
+    """Whether the largest faces of photos `a` and `b` are the same person."""
+    verdict = await service.verify(await read_photo(a, "a"), await read_photo(b, "b"), threshold)
+    return VerifyResponse(distance=verdict.distance, threshold=verdict.threshold, same=verdict.same)
+
+
+@router.post(
+    "/v1/galleries/{name}/search",
+    response_model=SearchResponse,
+    responses=_errors(400, 404, 409, 413, 422, 503),
+)
+async def search(
+    service: Service,
+    name: GalleryName,
+    image: Image,
+    k: Annotated[int, Form(ge=1, le=MAX_K, description="Matches to return.")] = 5,
+) -> SearchResponse:
+    """The `k` gallery faces nearest the photo's largest face, nearest first."""
+    face, matches = await service.search(name, await read_photo(image, "image"), k)
+    return SearchResponse(face=DetectedFace.of(face), matches=[MatchOut.of(m) for m in matches])
+
+
+@router.get("/v1/galleries/{name}", response_model=GalleryInfo, responses=_errors(404, 409, 422))
+async def gallery_info(service: Service, name: GalleryName) -> GalleryInfo:
+    """How many faces and labels the gallery holds."""
+    info = await service.gallery_info(name)
+    return GalleryInfo(**info, encoder=service.encoder.name)
+
+
+@writes.post(
+    "/v1/galleries/{name}/faces",
+    status_code=201,
+    response_model=AddedFace,
+    responses=_errors(400, 401, 403, 409, 413, 422, 503),
+)
+async def add_face(
+    service: Service,
+    name: GalleryName,
+    image: Image,
+    label: Annotated[str, Form(min_length=1, max_length=MAX_LABEL, description="Who it is.")],
+) -> AddedFace:
+    """Enrol the photo's largest face under `label` (the gallery is created if new)."""
+    photo = await read_photo(image, "image")
+    face_id, face = await service.add(name, photo, label, source_of(image))
+    return AddedFace(id=face_id, label=label, gallery=name, box=BoxOut.of(face.box))
+
+
+@writes.delete(
+    "/v1/galleries/{name}/faces/{face_id}",
+    response_model=RemovedFace,
+    responses=_errors(401, 403, 404, 409, 422),
+)
+async def remove_face(
+    service: Service,
+    name: GalleryName,
+    face_id: Annotated[int, Path(ge=1, le=MAX_FACE_ID)],
+) -> RemovedFace:
+    """Remove a face: no search returns it from now on (`facerep gallery compact` erases it)."""
+    await service.remove(name, face_id)
+    return RemovedFace(id=face_id, gallery=name)

@@ -1,0 +1,117 @@
+"""A real `facerep serve` (uvicorn subprocess on loopback): load, limits, kill -9 safety."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bench.load_test import AUTH, GALLERY, Server, enrol, fire, make_jobs, orl_photo
+from facerep.tasks.gallery import Gallery
+
+
+@pytest.fixture(scope="module")
+def server(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A dlib server with a 1 MB upload limit and a gallery of 10 ORL people."""
+    root = tmp_path_factory.mktemp("server")
+    with Server(root / "galleries", root / "server.log", "--max-upload-mb", "1") as running:
+        asyncio.run(enrol(running.url, shared_data, people=10))
+        yield running
+
+
+def test_smoke_load_has_no_errors(server: Server, shared_data: Path) -> None:
+    outcome = asyncio.run(fire(server.url, make_jobs(shared_data, 60), concurrency=8))
+    assert not outcome.errors, outcome.errors
+    assert len(outcome.latencies["embed"]) == len(outcome.latencies["search"]) == 30
+    assert outcome.healthz  # the event loop answered while the encoder worked
+
+
+def send_chunk(connection: socket.socket, data: bytes) -> None:
+    """One chunk of a `Transfer-Encoding: chunked` body."""
+    connection.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+
+
+def test_a_streamed_body_is_answered_413_once_it_passes_the_limit(server: Server) -> None:
+    head = (
+        b"POST /v1/embed HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n"
+    )
+    part = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n'
+    reply, chunks = b"", 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
+        connection.sendall(head)
+        send_chunk(connection, part)
+        while chunks < 40 and not reply:  # up to a 4 MB photo, against a 1 MB limit
+            send_chunk(connection, b"x" * 100_000)
+            chunks += 1
+            if select.select([connection], [], [], 0.05)[0]:
+                reply = connection.recv(65536)
+        while reply and b"too_large" not in reply and (more := connection.recv(65536)):
+            reply += more
+    assert reply.startswith(b"HTTP/1.1 413") and b'"too_large"' in reply
+    assert 10 <= chunks < 20  # answered as the count passed 1 MB, not after the whole body
+
+
+def test_a_declared_length_over_the_limit_is_413(server: Server) -> None:
+    answer = httpx.post(f"{server.url}/v1/embed", files={"image": ("a", bytes(2_000_000))})
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"
+
+
+def test_writes_over_http_need_the_token(server: Server, shared_data: Path) -> None:
+    files = {"image": ("a.pgm", orl_photo(shared_data, 1, 1))}
+    url = f"{server.url}/v1/galleries/{GALLERY}/faces"
+    assert httpx.post(url, files=files, data={"label": "x"}).status_code == 401
+    assert httpx.post(url, files=files, data={"label": "x"}, headers=AUTH).status_code == 201
+
+
+BURST = 48
+KILL_AFTER = 8
+
+
+def test_kill_9_mid_burst_keeps_every_acknowledged_add(shared_data: Path, tmp_path: Path) -> None:
+    galleries = tmp_path / "galleries"
+    server = Server(galleries, tmp_path / "server.log")
+    server.wait_ready()
+    labels = [f"add-{i}" for i in range(BURST)]
+    acknowledged: dict[str, int] = {}
+
+    async def burst() -> None:
+        async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=60) as client:
+
+            async def add(i: int) -> None:
+                person, n = 1 + i % 40, 2 + i // 40
+                files = {"image": (f"s{person}-{n}.pgm", orl_photo(shared_data, person, n))}
+                try:
+                    answer = await client.post(
+                        f"/v1/galleries/{GALLERY}/faces", files=files, data={"label": labels[i]}
+                    )
+                except httpx.HTTPError:
+                    return  # no answer: the add may or may not have been committed
+                if answer.is_success:
+                    acknowledged[labels[i]] = answer.json()["id"]
+                    if len(acknowledged) == KILL_AFTER:
+                        server.kill()
+
+            await asyncio.gather(*(add(i) for i in range(BURST)))
+
+    asyncio.run(burst())
+    assert server.process.returncode == -9, "the burst finished before the kill"
+    assert KILL_AFTER <= len(acknowledged) < BURST
+
+    with Server(galleries, tmp_path / "restarted.log") as restarted:
+        stored = Gallery(galleries / GALLERY, create=False).faces()
+        found = {face.label: face.id for face in stored}
+        assert len(found) == len(stored)  # no add is there twice
+        assert set(found) <= set(labels)  # nothing that was not sent
+        for label, face_id in acknowledged.items():  # everything that was acknowledged
+            assert found.get(label) == face_id, label
+        info = httpx.get(f"{restarted.url}/v1/galleries/{GALLERY}").json()
+        assert info["faces"] == len(stored)
+        query = {"image": ("q.pgm", orl_photo(shared_data, 1, 9))}
+        search = httpx.post(f"{restarted.url}/v1/galleries/{GALLERY}/search", files=query)
+        assert search.status_code == 200 and search.json()["matches"]
