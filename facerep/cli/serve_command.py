@@ -57,7 +57,7 @@ def serve(
         float, typer.Option(help="How long a lone request waits for others to batch with.", min=0)
     ] = 2.0,
     detect_workers: Annotated[
-        int, typer.Option(help="Photos decoded at once (detection takes turns).", min=1)
+        int, typer.Option(help="Photos decoded and searched for faces at once.", min=1)
     ] = 2,
     log_level: Annotated[LogLevel, typer.Option(help="Server log detail.")] = "info",
 ) -> None:

@@ -39,8 +39,8 @@ class ServiceSettings:
     batch_size: int = 8
     # How long a lone request waits for company before its crops go to the encoder alone.
     batch_wait_ms: float = 2.0
-    # Threads decoding photos at once (each holds one decoded photo in memory); dlib's detector
-    # itself runs one photo at a time.
+    # Threads decoding photos and finding their faces at once (each holds one decoded photo in
+    # memory and has its own dlib detector).
     detect_workers: int = 2
 
 
