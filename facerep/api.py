@@ -66,8 +66,9 @@ def _with_calibration(encoder: Encoder) -> Encoder:
     from facerep.tasks.calibrate import load_calibration
 
     calibration = load_calibration(encoder)
-    if calibration is not None:
-        encoder.threshold = calibration.threshold
+    # Without one, back to the encoder's own default (dlib's built-in, or None for a run).
+    default = getattr(type(encoder), "threshold", None)
+    encoder.threshold = calibration.threshold if calibration is not None else default
     return encoder
 
 

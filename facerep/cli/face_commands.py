@@ -11,7 +11,6 @@ from rich.table import Table
 from facerep.cli.output import (
     Json,
     Quiet,
-    UsageError,
     console,
     console_err,
     print_json,
@@ -111,12 +110,10 @@ def cluster(
     OUT/failures.csv; clusters.csv has one row per face.
     """
     from facerep.api import cluster as cluster_faces
-    from facerep.tasks.cluster import person_folder, write_clusters
+    from facerep.tasks.cluster import check_out_folder, person_folder, write_clusters
 
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"{out}: already exists and is not empty (pass --overwrite)")
+    with user_errors():
+        check_out_folder(out, overwrite)  # before minutes of clustering, not after
     with user_errors(), progress_bar("cluster", quiet or json) as on_progress:
         clustering = cluster_faces(folder, encoder, threshold=threshold, on_progress=on_progress)
         write_clusters(clustering, out, "copy" if copy else "symlink", overwrite=overwrite)

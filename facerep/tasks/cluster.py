@@ -132,6 +132,15 @@ def person_folder(cluster: int) -> str:
     return "unmatched" if cluster == UNMATCHED else f"person-{cluster + 1:03d}"
 
 
+def check_out_folder(out: str | Path, overwrite: bool = False) -> None:
+    """Raise FileExistsError unless `out` is absent, an empty folder, or may be overwritten."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: already exists and is not empty (pass --overwrite)")
+
+
 def write_clusters(
     clustering: Clustering, out: str | Path, mode: LinkMode = "symlink", overwrite: bool = False
 ) -> Path:
@@ -139,11 +148,10 @@ def write_clusters(
     failures.csv; the folder appears whole or not at all.
 
     Raises:
-        FileExistsError: `out` exists and is not empty, and `overwrite` is False.
+        FileExistsError: `out` is a file, or a folder with content and `overwrite` is False.
     """
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: already exists and is not empty (pass --overwrite)")
+    check_out_folder(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:

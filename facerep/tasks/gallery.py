@@ -126,10 +126,10 @@ class Gallery:
         return db
 
     def _check_encoder(self, encoder: Encoder | str | Path | None) -> Encoder | None:
+        from facerep.api import resolve_encoder
+
         meta = self._meta()
         if not meta:
-            from facerep.api import resolve_encoder
-
             chosen = resolve_encoder(encoder)
             self._write_meta(chosen)
             return chosen
@@ -137,8 +137,6 @@ class Gallery:
             raise GalleryError(f"{self.path}: gallery format {meta.get('format')} is not supported")
         if encoder is None:
             return None  # loaded from the stored source when a face needs embedding
-        from facerep.api import resolve_encoder
-
         chosen = resolve_encoder(encoder)
         if _identity(chosen) != (meta["encoder"], int(meta["dim"]), meta["fingerprint"]):
             raise GalleryError(
@@ -205,8 +203,7 @@ class Gallery:
 
     def _catch_up(self) -> None:
         """Add to the in-memory index every row committed since it was last brought up to date."""
-        stored = self._index.ids()
-        ids, vectors = self._rows_after(int(stored.max()) if len(stored) else -1)
+        ids, vectors = self._rows_after(self._index.last_id())
         self._index.add(vectors, ids)
 
     def _rows_after(self, last_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -418,8 +415,11 @@ class Gallery:
     # ---- reading -------------------------------------------------------------------------
 
     def __len__(self) -> int:
+        return self._count("SELECT COUNT(*) FROM faces")
+
+    def _count(self, query: str) -> int:
         with self._db_lock:
-            return self._db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
+            return self._db.execute(query).fetchone()[0]
 
     def labels(self) -> dict[str, int]:
         """Each label with how many faces it has, by label."""
@@ -507,7 +507,7 @@ class Gallery:
         return {
             "path": str(self.path),
             "faces": len(self),
-            "labels": len(self.labels()),
+            "labels": self._count("SELECT COUNT(DISTINCT label) FROM faces"),
             "encoder": meta["encoder"],
             "encoder_source": meta["encoder_source"],
             "dim": int(meta["dim"]),

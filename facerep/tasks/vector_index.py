@@ -123,6 +123,10 @@ class VectorIndex:
         scores[ids < 0] = -np.inf
         return scores, ids
 
+    def last_id(self) -> int:
+        """The id added last (-1 when empty); galleries add in increasing id order."""
+        return int(self.index_.id_map.at(len(self) - 1)) if len(self) else -1
+
     def ids(self) -> np.ndarray:
         """Every stored id, in insertion order."""
         return faiss.vector_to_array(self.index_.id_map).astype(np.int64)

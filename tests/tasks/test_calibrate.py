@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import facerep
+from facerep.api import resolve_encoder
 from facerep.tasks.calibrate import (
     calibrate,
     calibrate_threshold,
@@ -57,6 +58,9 @@ def test_a_builtin_encoders_calibration_is_stored_in_facerep_home(facerep_home: 
     assert calibration_path(encoder) == facerep_home / "calibration" / "dlib.json"
     assert load_calibration(encoder) == result
     assert facerep.load_encoder("dlib").threshold == result.threshold
+    assert resolve_encoder("dlib").threshold == result.threshold  # the cached one follows
+    calibration_path(encoder).unlink()
+    assert resolve_encoder("dlib").threshold == 0.08  # back to dlib's built-in
     calibration_path(encoder).write_text("{broken")
     with pytest.raises(ValueError, match=r"dlib\.json: unreadable calibration"):
         facerep.load_encoder("dlib")

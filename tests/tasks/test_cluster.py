@@ -11,7 +11,7 @@ from PIL import Image
 
 import facerep
 from facerep.eval.clustering import pairwise_scores
-from facerep.tasks.cluster import UNMATCHED, _person_labels, write_clusters
+from facerep.tasks.cluster import UNMATCHED, Clustering, _person_labels, write_clusters
 from tests.conftest import link_orl
 
 
@@ -67,3 +67,9 @@ def test_clustering_orl_recovers_the_people(orl_folder: Path, tmp_path: Path) ->
         write_clusters(clustering, out)
     write_clusters(clustering, out, mode="copy", overwrite=True)
     assert not (out / "person-001").iterdir().__next__().is_symlink()
+
+
+def test_an_out_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(FileExistsError, match="taken: exists and is not a folder"):
+        write_clusters(Clustering([], 0.1), tmp_path / "taken")
