@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from facerep.cli.output import (
     Json,
@@ -15,6 +14,7 @@ from facerep.cli.output import (
     console,
     console_err,
     print_json,
+    print_table,
     progress_bar,
 )
 from facerep.data.info import describe_dataset
@@ -137,7 +137,6 @@ def info(
     if json:
         print_json(summary)
         return
-    table = Table(title=str(dataset), show_header=False)
     per_id = summary["images_per_identity"]
     rows = [
         ("faces", summary["faces"]),
@@ -157,9 +156,7 @@ def info(
         ("crop size", f"{summary['size']}x{summary['size']}"),
         ("detector", summary["detector"]),
     ]
-    for key, value in rows:
-        table.add_row(key, str(value))
-    console.print(table)
+    print_table(rows, title=str(dataset))
 
 
 def register(app: typer.Typer) -> None:

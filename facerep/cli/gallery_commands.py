@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from facerep.cli.output import (
     Json,
@@ -15,6 +14,7 @@ from facerep.cli.output import (
     console,
     console_err,
     print_json,
+    print_table,
     progress_bar,
     user_errors,
 )
@@ -137,10 +137,7 @@ def list_labels(gallery: GalleryArgument, json: Json = False) -> None:
     if json:
         print_json(labels)
         return
-    table = Table("label", "faces")
-    for name, count in labels.items():
-        table.add_row(name, str(count))
-    console.print(table)
+    print_table(labels.items(), "label", "faces")
 
 
 @gallery_app.command("info")
@@ -151,10 +148,9 @@ def info(gallery: GalleryArgument, json: Json = False) -> None:
     if json:
         print_json(summary)
         return
-    table = Table(title=str(gallery), show_header=False)
-    for key, value in summary.items():
-        table.add_row(key.replace("_", " "), str(value))
-    console.print(table)
+    print_table(
+        ((key.replace("_", " "), value) for key, value in summary.items()), title=str(gallery)
+    )
 
 
 def register(app: typer.Typer) -> None:

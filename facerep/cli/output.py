@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 # soft_wrap: paths and one-line errors must stay on one line, whatever the terminal width.
 console = Console(soft_wrap=True)
@@ -33,6 +34,14 @@ def user_errors() -> Iterator[None]:
         yield
     except (ValueError, FileExistsError) as e:
         raise UsageError(str(e)) from None
+
+
+def print_table(rows: Iterable[Iterable[object]], *header: str, title: str | None = None) -> None:
+    """Rows as a rich table on stdout; with no header, a two-column key / value table."""
+    table = Table(*header, title=title, show_header=bool(header))
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    console.print(table)
 
 
 def print_json(data: object) -> None:
