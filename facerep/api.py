@@ -178,8 +178,7 @@ def verify(
     chosen = resolve_encoder(encoder)
     limit = encoder_threshold(chosen, threshold)
     left, right = largest_face(a, chosen), largest_face(b, chosen)
-    distance = float(1.0 - np.dot(left.embedding.astype(np.float64), right.embedding))
-    return Verdict(distance=distance, threshold=limit, same=distance <= limit)
+    return Verdict.between(left.embedding, right.embedding, limit)
 
 
 def encoder_threshold(encoder: Encoder, threshold: float | None = None) -> float:

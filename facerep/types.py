@@ -81,6 +81,12 @@ class Verdict:
     threshold: float
     same: bool
 
+    @classmethod
+    def between(cls, a: np.ndarray, b: np.ndarray, threshold: float) -> Verdict:
+        """The verdict on two `[D]` unit embeddings (float64, so ties fall the same each time)."""
+        distance = float(1.0 - np.dot(np.asarray(a, np.float64), np.asarray(b, np.float64)))
+        return cls(distance=distance, threshold=threshold, same=distance <= threshold)
+
 
 @dataclass(frozen=True)
 class Match:

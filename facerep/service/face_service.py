@@ -126,9 +126,7 @@ class FaceService:
                 raise NoFaceError(f"{photo.name}: no face found")
         pair = [found_a[0], found_b[0]]
         await self.embed_crops(pair)
-        cosine = float(np.dot(pair[0].embedding.astype(np.float64), pair[1].embedding))
-        distance = 1.0 - cosine
-        return Verdict(distance=distance, threshold=limit, same=distance <= limit)
+        return Verdict.between(pair[0].embedding, pair[1].embedding, limit)
 
     # ---- galleries -------------------------------------------------------------------------
 
