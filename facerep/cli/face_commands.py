@@ -154,7 +154,10 @@ def calibrate(
             help="Use every identity, not only the held-out half that pretraining never saw.",
         ),
     ] = False,
-    split_seed: Annotated[int, typer.Option(help="Seed of the identity split.")] = 0,
+    split_seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the identity split (default: a run's own; 0 for dlib)."),
+    ] = None,
     quiet: Quiet = False,
     json: Json = False,
 ) -> None:

@@ -129,35 +129,48 @@ def _pair_distances(
     return pairs[same], pairs[~same]
 
 
+def pretraining_split(encoder: Encoder) -> tuple[float, int]:
+    """(train fraction, seed) of the identity split a run was pretrained with; (0.5, 0) else."""
+    run = getattr(encoder, "run", None)
+    if run is None:
+        return 0.5, 0
+    from facerep.train.checkpoint import read_run_config
+
+    train = read_run_config(run).get("train", {})
+    return 1.0 - float(train.get("holdout_fraction", 0.5)), int(train.get("split_seed", 0))
+
+
 def calibration_faces(
     dataset: str | Path,
     encoder: Encoder,
     held_out_only: bool = True,
-    split_seed: int = 0,
+    split_seed: int | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Embeddings and identities to calibrate on, plus photos that gave no face.
 
     `dataset` is a prepared dataset (its aligned crops are embedded) or a folder of photos
     with one subfolder per person (detected and aligned as `verify` does). With
-    `held_out_only`, only the held-out half of the seeded identity split is used, the half
-    `facerep pretrain` never trains on, so a run's threshold is not set on faces it has seen.
+    `held_out_only`, only the held-out identities are used: for a run, those of the split it
+    was pretrained with (its holdout fraction and seed, unless `split_seed` is given), so its
+    threshold is not set on faces it has seen; else the held-out half of a seed-0 split.
     """
-    from facerep.data.splits import split_identities
+    from facerep.data.splits import identity_split_indices
     from facerep.data.store import MANIFEST_FILE, open_dataset
     from facerep.tasks.enrol import embed_photos, labelled_photos
 
+    fraction, seed = pretraining_split(encoder)
+    seed = seed if split_seed is None else split_seed
     if (Path(dataset) / MANIFEST_FILE).is_file():
         data = open_dataset(dataset)
-        keep = np.array([name is not None for name in data.identities], dtype=bool)
-        if held_out_only and keep.any():
-            keep &= np.isin(data.identities, split_identities(data.identities, seed=split_seed)[1])
-        rows = np.flatnonzero(keep)
+        rows = np.flatnonzero([name is not None for name in data.identities])
+        if held_out_only and len(rows):
+            rows = identity_split_indices(data.identities, fraction, seed)[1]
         return encoder.embed(np.asarray(data.crops[rows])), data.identities[rows], []
     photos = labelled_photos(dataset)
     if held_out_only:
-        held_out = set(split_identities([label for _, label in photos], seed=split_seed)[1])
-        photos = [(path, label) for path, label in photos if label in held_out]
+        rows = identity_split_indices([label for _, label in photos], fraction, seed)[1]
+        photos = [photos[row] for row in rows]
     return embed_photos(photos, encoder, on_progress)
 
 

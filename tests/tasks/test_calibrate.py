@@ -79,3 +79,21 @@ def test_calibrating_a_run_on_orl_stores_the_threshold_in_the_run(
     assert facerep.load_encoder(run).threshold == result.threshold
     verdict = facerep.verify(folder / "s1" / "1.pgm", folder / "s1" / "2.pgm", run)
     assert verdict.threshold == result.threshold
+
+
+def test_a_run_is_calibrated_on_the_identities_its_own_split_held_out(
+    tiny_run: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from facerep.data.splits import split_identities
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    config["train"].update(holdout_fraction=0.25, split_seed=3)
+    (run / "config.json").write_text(json.dumps(config))
+    folder = link_orl(shared_data, tmp_path / "orl", range(1, 21), range(1, 3))
+    _, identities, _ = calibration_faces(folder, facerep.load_encoder(run))
+    names = [f"s{i}" for i in range(1, 21)]
+    assert sorted(set(identities)) == split_identities(names, 0.75, 3)[1]
+    assert len(set(identities)) == 5
