@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
+from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from facerep.models.masking import MaskingStrategy
 
@@ -91,24 +93,67 @@ class TrainConfig:
             )
         data = dict(data)
         for key in ("datasets", "betas"):
-            if key in data and data[key] is not None:
+            if isinstance(data.get(key), list):  # JSON and TOML have lists, not tuples
                 data[key] = tuple(data[key])
         return cls(**data)
 
 
 def _check_types(config: TrainConfig) -> None:
-    """One-line errors for values of the wrong type (a TOML `epochs = "10"`)."""
-    for spec in fields(config):
-        value = getattr(config, spec.name)
-        expected = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(
-            str(spec.type).split(" | ")[0]
-        )
-        if expected is None or value is None:
-            continue
-        if isinstance(value, bool) and expected is not bool:
-            raise ValueError(f"{spec.name} must be a number, got {value!r}")
-        if not isinstance(value, expected):
-            raise ValueError(f"{spec.name} must be {spec.type}, got {value!r}")
+    """One-line errors for a wrong type or mode (a TOML `epochs = "10"`, `precision = "fp16"`)."""
+    for name, expected in _field_types().items():
+        value = getattr(config, name)
+        if not _matches(value, expected):
+            raise ValueError(f"{name} must be {_describe(expected)}, got {value!r}")
+
+
+@cache
+def _field_types() -> dict[str, Any]:
+    """Each field's resolved annotation (the module's `from __future__` leaves them strings)."""
+    return get_type_hints(TrainConfig)
+
+
+def _matches(value: Any, expected: Any) -> bool:
+    """Whether `value` fits the annotation `expected`: the few shapes TrainConfig uses."""
+    origin, args = get_origin(expected), get_args(expected)
+    if expected is Any:
+        return True
+    if expected is type(None):
+        return value is None
+    if origin is Literal:
+        return any(type(value) is type(arg) and value == arg for arg in args)
+    if origin in (Union, UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(item, args[0]) for item in value)
+        return len(value) == len(args) and all(map(_matches, value, args))
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(key, args[0]) for key in value)
+    if isinstance(value, bool):
+        return expected is bool  # True is an int to Python, never an epoch count to us
+    if expected is float:
+        return isinstance(value, int | float)
+    return isinstance(value, expected)
+
+
+def _describe(expected: Any) -> str:
+    """An annotation in words: `one of 'auto', 'fp32', 'bf16'`, `a list of str`."""
+    origin, args = get_origin(expected), get_args(expected)
+    if expected is type(None):
+        return "None"
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in (Union, UnionType):
+        return " or ".join(map(_describe, args))
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0])}"
+        return f"a list of {len(args)} values ({', '.join(map(_describe, args))})"
+    if origin is dict:
+        return "a table"
+    return getattr(expected, "__name__", str(expected))
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:

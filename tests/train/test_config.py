@@ -27,6 +27,13 @@ def test_json_round_trip() -> None:
     ("text", "message"),
     [
         ('epochs = "10"', "epochs must be int"),
+        ("epochs = true", "epochs must be int"),
+        ('masking = "checkerboard"', "masking must be one of 'random', 'face-regions', 'noise'"),
+        ('precision = "fp16"', "precision must be one of 'auto', 'fp32', 'bf16'"),
+        ('datasets = "abc"', "datasets must be a list of str, got 'abc'"),
+        ("datasets = [1]", "datasets must be a list of str"),
+        ("betas = [0.9]", "betas must be a list of 2 values"),
+        ('model_overrides = "depth=2"', "model_overrides must be a table"),
         ("checkpoint_every = 0", "checkpoint_every must be at least 1"),
         ("keep_checkpoints = 0", "keep_checkpoints must be at least 1"),
         ("mask_ratio = 1.0", "mask_ratio must be in"),
@@ -38,5 +45,22 @@ def test_json_round_trip() -> None:
 def test_bad_files_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "run.toml"
     path.write_text(text + "\n")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as error:
         load_config(path)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"masking": "checkerboard", "precision": "fp16"}, "masking must be one of"),
+        ({"precision": "fp16"}, "precision must be one of"),
+        ({"datasets": "abc"}, "datasets must be a list of str"),
+        ({"betas": (0.9, "x")}, "betas must be a list of 2 values"),
+        ({"epochs": None}, "epochs must be int"),
+    ],
+)
+def test_bad_values_in_code_are_one_line_errors(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as error:
+        TrainConfig(**changes)
+    assert "\n" not in str(error.value)
