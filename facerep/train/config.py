@@ -158,11 +158,11 @@ def _describe(expected: Any) -> str:
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then a TOML or JSON file, then `overrides` (None values are left out)."""
-    config = TrainConfig()
-    if path is not None:
-        config = TrainConfig.from_dict({**config.to_dict(), **_read_file(Path(path))})
+    # The file is checked alone first, so its mistakes are reported even where a flag overrides.
+    options = _read_file(Path(path)) if path is not None else {}
+    config = TrainConfig.from_dict(options)
     set_values = {k: v for k, v in overrides.items() if v is not None}
-    return TrainConfig.from_dict({**config.to_dict(), **set_values}) if set_values else config
+    return TrainConfig.from_dict({**options, **set_values}) if set_values else config
 
 
 def _read_file(path: Path) -> dict[str, Any]:

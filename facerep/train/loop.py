@@ -147,8 +147,7 @@ def _clear_on_main(run: Path, world: World) -> None:
 
 def resume_config(run: str | Path, **changes: object) -> TrainConfig:
     """The training config saved in RUN, with `changes` (e.g. more `epochs`) applied."""
-    saved = TrainConfig.from_dict(read_run_config(run)["train"])
-    return TrainConfig.from_dict({**saved.to_dict(), **changes, "out": str(run)})
+    return TrainConfig.from_dict({**read_run_config(run)["train"], **changes, "out": str(run)})
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float, floor: float) -> float:

@@ -64,3 +64,14 @@ def test_bad_values_in_code_are_one_line_errors(changes: dict, message: str) -> 
     with pytest.raises(ValueError, match=message) as error:
         TrainConfig(**changes)
     assert "\n" not in str(error.value)
+
+
+def test_load_config_without_a_file_and_with_mistaken_flags(tmp_path: Path) -> None:
+    assert load_config() == TrainConfig()
+    assert load_config(epochs=3, lr=None).epochs == 3
+    with pytest.raises(ValueError, match=r"unknown training options \['learning_rate'\]"):
+        load_config(learning_rate=0.1)
+    path = tmp_path / "run.toml"
+    path.write_text('epochs = "10"\n')
+    with pytest.raises(ValueError, match="epochs must be int"):
+        load_config(path, epochs=3)  # the file's mistake is reported, not masked by the flag
