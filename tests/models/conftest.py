@@ -5,7 +5,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from facerep.models import create_model
 from facerep.models.masking import random_mask
+
+# The conv baseline takes the MAE's calls, so the MAE's invariants are checked on both.
+AUTOENCODERS = ["vit-test", "conv-ae"]
+
+
+def tiny_model(name: str, **overrides: object) -> torch.nn.Module:
+    """A seeded model at 32 px (a 4x4 grid of 8 px patches): `vit-test` or `conv-ae`."""
+    torch.manual_seed(0)
+    return create_model(name, img_size=32, **overrides)
 
 
 def fixed_mask(n: int, length: int, ratio: float, seed: int = 0) -> torch.Tensor:
