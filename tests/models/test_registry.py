@@ -20,17 +20,41 @@ def test_list_models_names_every_size_and_filters() -> None:
     assert list_models("nothing*") == []
 
 
-@pytest.mark.parametrize(("alias", "name"), list(MODEL_ALIASES.items()))
-def test_aliases_resolve(alias: str, name: str) -> None:
-    assert model_config(alias) == model_config(name)
-    assert name in list_models()
+# What each alias is documented to build, written out: (kind, img_size, patch_size, embed_dim,
+# depth).
+ALIASES = {
+    "vit-test": ("mae_vit_test_p8_32", ("mae", 32, 8, 32, 2)),
+    "vit-tiny": ("mae_vit_tiny_p8_64", ("mae", 64, 8, 192, 12)),
+    "vit-small": ("mae_vit_small_p8_64", ("mae", 64, 8, 384, 12)),
+    "vit-base": ("mae_vit_base_p16_112", ("mae", 112, 16, 768, 12)),
+    "conv-ae": ("conv_ae_64", ("conv_ae", 64, 8, 256, 4)),
+}
+# The ViT sizes a name's width word stands for (DeiT's tiny and small, ViT's base).
+VIT_WIDTHS = {"test": 32, "tiny": 192, "small": 384, "base": 768}
 
 
-def test_aliases_point_where_documented() -> None:
-    assert model_config("vit-test").embed_dim == 32
-    assert model_config("vit-tiny").name == "mae_vit_tiny_p8_64"
-    assert model_config("vit-base").embed_dim == 768
-    assert model_config("conv-ae").kind == "conv_ae"
+@pytest.mark.parametrize(("alias", "name", "architecture"), [(a, *v) for a, v in ALIASES.items()])
+def test_aliases_build_the_documented_architecture(
+    alias: str, name: str, architecture: tuple
+) -> None:
+    config = model_config(alias)
+    assert config.name == name and name in list_models()
+    assert (config.kind, config.img_size, config.patch_size, config.embed_dim, config.depth) == (
+        architecture
+    )
+
+
+def test_every_alias_is_documented_and_every_name_spells_its_architecture() -> None:
+    assert set(MODEL_ALIASES) == set(ALIASES)
+    for name in list_models():
+        config = model_config(name)
+        assert config.name == name
+        if config.kind == "conv_ae":
+            assert name == f"conv_ae_{config.img_size}"
+        else:
+            size = name.split("_")[2]
+            assert name == f"mae_vit_{size}_p{config.patch_size}_{config.img_size}"
+            assert config.embed_dim == VIT_WIDTHS[size], name
 
 
 def test_overrides_apply_to_the_config_and_the_model() -> None:
