@@ -24,6 +24,21 @@ Pool = Literal["mean", "cls"]
 NORM_PIX_EPS = 1e-6
 
 
+def patch_norm_stats(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each patch's mean and spread for MAE's per-patch normalisation (`norm_pix_loss`).
+
+    Args:
+        patches: `[N, L, K]` flattened patches (`patchify`).
+
+    Returns:
+        mean `[N, L, 1]` and std `[N, L, 1]`: the target is `(patches - mean) / std`, and a
+        prediction maps back to pixels as `pred * std + mean`.
+    """
+    mean = patches.mean(dim=-1, keepdim=True)
+    std = (patches.var(dim=-1, keepdim=True) + NORM_PIX_EPS) ** 0.5
+    return mean, std
+
+
 def reconstruction_loss(
     imgs: torch.Tensor,
     pred: torch.Tensor,
@@ -49,9 +64,8 @@ def reconstruction_loss(
     """
     target = patchify(imgs, patch_size)
     if norm_pix_loss:
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + NORM_PIX_EPS) ** 0.5
+        mean, std = patch_norm_stats(target)
+        target = (target - mean) / std
     loss = ((pred - target) ** 2).mean(dim=-1)
     weights = torch.where(mask.sum() > 0, mask, torch.ones_like(mask))
     return (loss * weights).sum() / weights.sum()

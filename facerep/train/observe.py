@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from facerep.files import atomic_write
+from facerep.models.mae import patch_norm_stats
 from facerep.models.vit import patchify, unpatchify
 
 GRID_FILE = "reconstructions.png"
@@ -39,9 +40,7 @@ def reconstruction_grid(
     pred = pred.float()
     if getattr(model, "norm_pix_loss", False):
         # The target was each input patch normalised: give the prediction its mean and spread back.
-        target = patchify(inputs, p)
-        patch_mean = target.mean(dim=-1, keepdim=True)
-        patch_std = (target.var(dim=-1, keepdim=True) + 1e-6).sqrt()
+        patch_mean, patch_std = patch_norm_stats(patchify(inputs, p))
         pred = pred * patch_std + patch_mean
     predicted = unpatchify(pred, p) * std + mean  # back from the model's input space to [0, 1]
     visible = mask[..., None] == 0

@@ -1,0 +1,45 @@
+"""Reconstruction grids: a perfect prediction, normalised or not, gives the original back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from facerep.models.mae import patch_norm_stats
+from facerep.models.masking import random_mask
+from facerep.models.vit import patchify
+from facerep.train.observe import reconstruction_grid
+
+
+class PerfectModel(nn.Module):
+    """Predicts every patch exactly, in the target space its loss would use."""
+
+    patch_size, in_chans, grid_size = 8, 3, (4, 4)
+
+    def __init__(self, norm_pix_loss: bool):
+        super().__init__()
+        self.norm_pix_loss = norm_pix_loss
+
+    def forward(self, imgs: torch.Tensor, mask: torch.Tensor):
+        target = patchify(imgs, self.patch_size)
+        if self.norm_pix_loss:
+            mean, std = patch_norm_stats(target)
+            target = (target - mean) / std
+        return torch.zeros(()), target, mask
+
+
+@pytest.mark.parametrize("norm_pix_loss", [False, True])
+def test_a_perfect_prediction_reconstructs_the_original(norm_pix_loss: bool) -> None:
+    imgs = torch.rand(2, 3, 32, 32)
+    mask = random_mask(2, 16, 0.75, generator=torch.Generator().manual_seed(0)).mask
+    mean = torch.tensor([0.5, 0.4, 0.3])[None, :, None, None]
+    std = torch.tensor([0.2, 0.25, 0.3])[None, :, None, None]
+    grid = reconstruction_grid(PerfectModel(norm_pix_loss), imgs, mask, mean, std)
+    assert grid.shape == (2 * 32, 3 * 32, 3) and grid.dtype == np.uint8
+    rows = grid.reshape(2, 32, 3, 32, 3).astype(int)  # face, y, column, x, channel
+    original, masked, recon = rows[:, :, 0], rows[:, :, 1], rows[:, :, 2]
+    assert np.abs(recon - original).max() <= 1  # uint8 rounding only
+    hidden = mask.reshape(2, 4, 4).repeat_interleave(8, 1).repeat_interleave(8, 2).bool().numpy()
+    assert np.all(masked[hidden] == 128) and np.all(masked[~hidden] == original[~hidden])
