@@ -3,8 +3,9 @@
 - flip averaging: embed each face and its mirror image and average, as LFW evaluations do;
 - spatial pooling (token encoders): mean-pool patch tokens over a g x g grid and concatenate,
   keeping where a feature is on the face (eyes vs mouth), which a global mean throws away;
-- PCA whitening fitted on the training identities only: decorrelates and equalises the feature
-  directions; on small face sets it is worth several points for learned features too.
+- PCA whitening fitted on the training identities only (`facerep.encoders.pca.Whitener`, the
+  eigenfaces' projection): decorrelates and equalises the feature directions; on small face sets
+  it is worth several points for learned features too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.decomposition import PCA
 
 from facerep.encoders.base import Encoder, l2_normalise
 
@@ -65,20 +65,3 @@ def grid_pool(tokens: torch.Tensor, grid: int) -> torch.Tensor:
     # Normalise each region so no region dominates the concatenation.
     pooled = F.normalize(pooled.flatten(2), dim=1)
     return pooled.transpose(1, 2).reshape(n, -1)
-
-
-class Whitener:
-    """PCA whitening fitted on training-identity features, then L2 normalisation."""
-
-    def __init__(self, n_components: int = 128):
-        self.n_components = n_components
-
-    def fit(self, features: np.ndarray) -> Whitener:
-        """Fit on `[N, D]` features of the training identities only."""
-        components = min(self.n_components, features.shape[0] - 1, features.shape[1])
-        self.pca_ = PCA(n_components=components, whiten=True, random_state=0).fit(features)
-        return self
-
-    def transform(self, features: np.ndarray) -> np.ndarray:
-        """Whitened, unit-length features."""
-        return l2_normalise(self.pca_.transform(features))

@@ -17,9 +17,10 @@ import numpy as np
 from facerep.data.splits import split_identities
 from facerep.data.store import open_dataset
 from facerep.encoders.base import Encoder
+from facerep.encoders.pca import Whitener
 from facerep.eval.attributes import MISSING, match_labels, read_attribute_labels, utkface_labels
 from facerep.eval.clustering import evaluate_clustering
-from facerep.eval.embedding import EmbedOptions, Whitener, raw_features
+from facerep.eval.embedding import EmbedOptions, raw_features
 from facerep.eval.identification import evaluate_identification
 from facerep.eval.probes import attribute_probe, few_shot_probes
 from facerep.eval.verification import (

@@ -9,7 +9,7 @@ import pytest
 
 import facerep
 from facerep.encoders.base import Encoder, resize_faces
-from facerep.encoders.pca import PCAEncoder
+from facerep.encoders.pca import PCAEncoder, Whitener
 
 
 @pytest.fixture(scope="module")
@@ -33,14 +33,30 @@ def test_builtin_encoders_follow_the_protocol(name: str, faces: np.ndarray) -> N
 
 def test_pca_is_an_estimator(faces: np.ndarray) -> None:
     encoder = PCAEncoder(n_components=10)
-    assert not hasattr(encoder, "pca_")
+    assert not hasattr(encoder, "whitener_")
     with pytest.raises(ValueError, match="not fitted"):
         encoder.embed(faces)
-    encoder.fit(faces)
-    assert encoder.dim == 10 and encoder.pca_.n_components_ == 10
+    assert encoder.fit(faces) is encoder
+    assert encoder.dim == 10 and encoder.whitener_.pca_.n_components_ == 10
     # Whitened components have unit variance on the training faces.
-    raw = encoder.pca_.transform(encoder.pixels_.embed(faces))
+    raw = encoder.whitener_.pca_.transform(encoder.pixels_.embed(faces))
     np.testing.assert_allclose(raw.std(axis=0, ddof=1), 1.0, rtol=1e-3)
+    plain = PCAEncoder(n_components=10, whiten=False).fit(faces)
+    variances = plain.whitener_.pca_.transform(plain.pixels_.embed(faces)).var(axis=0, ddof=1)
+    assert variances[0] > 2 * variances[-1]  # eigenfaces kept at their own scale
+
+
+def test_whitener_decorrelates_training_features() -> None:
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(8, 8))
+    train = rng.normal(size=(500, 8)) @ mixing
+    whitener = Whitener(n_components=8).fit(train)
+    white = whitener.pca_.transform(train)
+    np.testing.assert_allclose(np.cov(white.T), np.eye(8), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(whitener.transform(train), axis=1), 1, rtol=1e-5)
+    assert whitener.transform(train[:0]).shape == (0, 8)
+    # Never more components than samples - 1 or dimensions.
+    assert Whitener(n_components=128).fit(train[:5]).pca_.n_components_ == 4
 
 
 def test_unknown_encoder_is_a_clear_error(tmp_path: Path) -> None:

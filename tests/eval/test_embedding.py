@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from facerep.eval.embedding import EmbedOptions, Whitener, grid_pool, raw_features
+from facerep.eval.embedding import EmbedOptions, grid_pool, raw_features
 
 
 class ToyEncoder:
@@ -57,16 +57,6 @@ def test_pooling_needs_a_token_encoder() -> None:
     with pytest.raises(ValueError, match="needs a token encoder"):
         raw_features(Plain(), faces, EmbedOptions(pool_grid=2))
     assert raw_features(ToyEncoder(), faces, EmbedOptions(pool_grid=2)).shape == (1, 12)
-
-
-def test_whitener_decorrelates_training_features() -> None:
-    rng = np.random.default_rng(0)
-    mixing = rng.normal(size=(8, 8))
-    train = rng.normal(size=(500, 8)) @ mixing
-    whitener = Whitener(n_components=8).fit(train)
-    white = whitener.pca_.transform(train)
-    np.testing.assert_allclose(np.cov(white.T), np.eye(8), atol=1e-6)
-    np.testing.assert_allclose(np.linalg.norm(whitener.transform(train), axis=1), 1, rtol=1e-5)
 
 
 def test_variant_names() -> None:
