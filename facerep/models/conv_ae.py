@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from facerep.models.mae import Pool, reconstruction_loss
-from facerep.models.masking import index_mask, random_mask
-from facerep.models.vit import patchify, to_pair
+from facerep.models.masking import resolve_mask
+from facerep.models.vit import check_image_size, patch_grid, patchify, to_pair
 
 # GroupNorm rather than BatchNorm: zeroed patches and small batches would skew batch statistics.
 MAX_NORM_GROUPS = 8
@@ -59,17 +59,14 @@ class ConvAutoencoder(nn.Module):
         norm_pix_loss: bool = True,
     ):
         super().__init__()
-        height, width = to_pair(img_size)
-        if height % patch_size or width % patch_size:
-            raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
-        if height % 2**depth or width % 2**depth:
+        self.img_size = to_pair(img_size)
+        self.grid_size = patch_grid(self.img_size, patch_size)
+        if self.img_size[0] % 2**depth or self.img_size[1] % 2**depth:
             raise ValueError(f"img_size {img_size} cannot be halved {depth} times (depth)")
         if embed_dim % 2 ** (depth - 1):
             raise ValueError(f"embed_dim {embed_dim} cannot be halved {depth - 1} times")
-        self.img_size = (height, width)
         self.patch_size = patch_size
         self.in_chans = in_chans
-        self.grid_size = (height // patch_size, width // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.embed_dim = embed_dim
         self.norm_pix_loss = norm_pix_loss
@@ -97,17 +94,8 @@ class ConvAutoencoder(nn.Module):
         Returns:
             latent `[N, D, H / 2**depth, W / 2**depth]` and mask `[N, L]` float.
         """
-        if tuple(imgs.shape[-2:]) != self.img_size:
-            raise ValueError(
-                f"images are {tuple(imgs.shape[-2:])} but the model was built for {self.img_size}"
-            )
-        n, length = imgs.shape[0], self.num_patches
-        if mask is None:
-            mask = random_mask(n, length, mask_ratio, device=imgs.device).mask
-        elif tuple(mask.shape) != (n, length):
-            raise ValueError(f"mask is {tuple(mask.shape)} but this batch needs [{n}, {length}]")
-        else:
-            mask = index_mask(mask.to(imgs.device)).mask
+        check_image_size(imgs, self.img_size)
+        mask = resolve_mask(mask, len(imgs), self.num_patches, mask_ratio, imgs.device).mask
         mask = mask.to(imgs.dtype)
         return self.encoder(imgs * (1 - self.mask_pixels(mask))), mask
 

@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from facerep.models.masking import index_mask, random_mask
+from facerep.models.masking import resolve_mask
 from facerep.models.vit import LAYER_NORM_EPS, Block, PatchEmbed, patchify, sincos_pos_embed_2d
 
 Pool = Literal["mean", "cls"]
@@ -157,12 +157,7 @@ class MaskedAutoencoder(nn.Module):
         """
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
         n, length, dim = x.shape
-        if mask is None:
-            patch_mask = random_mask(n, length, mask_ratio, device=x.device)
-        elif tuple(mask.shape) != (n, length):
-            raise ValueError(f"mask is {tuple(mask.shape)} but this batch needs [{n}, {length}]")
-        else:
-            patch_mask = index_mask(mask.to(x.device))
+        patch_mask = resolve_mask(mask, n, length, mask_ratio, device=x.device)
         ids_keep = patch_mask.ids_keep[..., None].expand(-1, -1, dim)
         latent = self.encode_tokens(torch.gather(x, 1, ids_keep))
         return latent, patch_mask.mask.to(x.dtype), patch_mask.ids_restore

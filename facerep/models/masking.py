@@ -127,6 +127,31 @@ def random_mask(
     return mask_from_scores(uniform_noise((batch_size, num_patches), generator, device), ratio)
 
 
+def resolve_mask(
+    mask: torch.Tensor | None,
+    batch_size: int,
+    num_patches: int,
+    ratio: float,
+    device: torch.device | str | None = None,
+) -> PatchMask:
+    """The mask of one forward pass: a fresh uniform random one, or `mask` checked and indexed.
+
+    Args:
+        mask: `[N, L]` 0/1 (1 = masked) made elsewhere, or None for `random_mask` at `ratio`.
+        batch_size: N, the batch the mask is for.
+        num_patches: L, the model's patches per image.
+        ratio: fraction hidden by the random mask; ignored with `mask`.
+        device: where the mask goes (the batch's device).
+    """
+    if mask is None:
+        return random_mask(batch_size, num_patches, ratio, device=device)
+    if tuple(mask.shape) != (batch_size, num_patches):
+        raise ValueError(
+            f"mask is {tuple(mask.shape)} but this batch needs [{batch_size}, {num_patches}]"
+        )
+    return index_mask(mask.to(device))
+
+
 def face_regions(landmarks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Discs over the eyes, the nose and the mouth, placed and sized from 5-point landmarks.
 

@@ -21,6 +21,23 @@ def to_pair(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
+def patch_grid(img_size: tuple[int, int], patch_size: int) -> tuple[int, int]:
+    """`(h, w)` patches of a `(height, width)` image, refusing sizes the patches do not tile."""
+    height, width = img_size
+    if height % patch_size or width % patch_size:
+        raise ValueError(f"img_size {img_size} is not a multiple of patch_size {patch_size}")
+    return height // patch_size, width // patch_size
+
+
+def check_image_size(imgs: torch.Tensor, img_size: tuple[int, int]) -> None:
+    """Refuse `[N, C, H, W]` images of another size than the model's `(height, width)`."""
+    if tuple(imgs.shape[-2:]) != img_size:
+        raise ValueError(
+            f"images are {tuple(imgs.shape[-2:])} but the model was built for {img_size}"
+            "; resize them or build the model with that img_size"
+        )
+
+
 def patchify(imgs: torch.Tensor, p: int) -> torch.Tensor:
     """Cut images into flattened patches, row by row (MAE's order).
 
@@ -114,22 +131,14 @@ class PatchEmbed(nn.Module):
     ):
         super().__init__()
         self.img_size = to_pair(img_size)
-        if self.img_size[0] % patch_size or self.img_size[1] % patch_size:
-            raise ValueError(
-                f"img_size {self.img_size} is not a multiple of patch_size {patch_size}"
-            )
         self.patch_size = patch_size
-        self.grid_size = (self.img_size[0] // patch_size, self.img_size[1] // patch_size)
+        self.grid_size = patch_grid(self.img_size, patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, imgs: torch.Tensor) -> torch.Tensor:
         """`imgs: [N, C, H, W]` -> `[N, L, D]`, patches in `patchify` order."""
-        if tuple(imgs.shape[-2:]) != self.img_size:
-            raise ValueError(
-                f"images are {tuple(imgs.shape[-2:])} but the model was built for {self.img_size}"
-                "; resize them or build the model with that img_size"
-            )
+        check_image_size(imgs, self.img_size)
         return self.proj(imgs).flatten(2).transpose(1, 2)
 
 

@@ -18,6 +18,7 @@ from facerep.models.masking import (
     num_masked,
     patch_distances,
     random_mask,
+    resolve_mask,
 )
 
 SIZE, PATCH = 64, 8
@@ -157,6 +158,21 @@ def test_noise_masks_come_in_blobs(noise_filter: str, ratio: float) -> None:
     scattered = random_mask(256, L, ratio, generator=g).mask
     # At 0.75 random masks already touch 2.6 masked neighbours of 4 on average; blobs ~3.0.
     assert masked_neighbours(clustered) > 1.1 * masked_neighbours(scattered)
+
+
+def test_resolve_mask_draws_or_checks_and_indexes() -> None:
+    drawn = resolve_mask(None, 3, 16, 0.75)
+    assert drawn.mask.shape == (3, 16) and torch.all(drawn.mask.sum(dim=1) == 12)
+    given = random_mask(3, 16, 0.5, generator=torch.Generator().manual_seed(0)).mask
+    resolved = resolve_mask(given.bool(), 3, 16, 0.1)  # the ratio is ignored with a mask
+    assert torch.equal(resolved.mask, given) and resolved.ids_keep.shape == (3, 8)
+    assert torch.all(torch.gather(given, 1, resolved.ids_keep) == 0)
+    with pytest.raises(ValueError, match=r"mask is \(3, 8\) but this batch needs \[3, 16\]"):
+        resolve_mask(given[:, :8], 3, 16, 0.5)
+    ragged = torch.zeros(2, 16)
+    ragged[0, :4], ragged[1, :5] = 1, 1
+    with pytest.raises(ValueError, match="same number"):
+        resolve_mask(ragged, 2, 16, 0.5)
 
 
 def test_make_mask_reports_missing_inputs_and_unknown_strategies() -> None:
