@@ -59,10 +59,14 @@ def read_run_config(run: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: damaged ({e})") from None
 
 
+def weights_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """A state dict serialised as safetensors (on the CPU)."""
+    return save({k: v.detach().to("cpu").contiguous() for k, v in state.items()})
+
+
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Save a state dict as safetensors, atomically."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
-    atomic_write_bytes(path, save(tensors))
+    atomic_write_bytes(path, weights_bytes(state))
 
 
 def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
@@ -78,7 +82,8 @@ def save_checkpoint(run: Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
     temp = root / f".{name}.tmp"
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir()
-    save_weights(temp / WEIGHTS_FILE, checkpoint.model_state)
+    weights = weights_bytes(checkpoint.model_state)  # serialised once, written twice
+    atomic_write_bytes(temp / WEIGHTS_FILE, weights)
     tensors, layout = _flatten_optimizer(checkpoint.optimizer_state)
     if checkpoint.torch_rng is not None:
         tensors["rng.torch"] = checkpoint.torch_rng
@@ -92,7 +97,7 @@ def save_checkpoint(run: Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
     fsync_path(root)
     with atomic_write(root / LATEST_FILE, "w") as f:
         f.write(name)
-    save_weights(run / WEIGHTS_FILE, checkpoint.model_state)
+    atomic_write_bytes(run / WEIGHTS_FILE, weights)
     _prune(root, keep, final)
     return final
 

@@ -9,6 +9,7 @@ import torch
 
 from facerep.train.checkpoint import (
     CHECKPOINTS_DIR,
+    WEIGHTS_FILE,
     Checkpoint,
     clear_run,
     load_checkpoint,
@@ -27,7 +28,10 @@ def checkpoint(step: int) -> Checkpoint:
 
 def test_round_trip_restores_model_optimizer_and_rng(tmp_path: Path) -> None:
     saved = checkpoint(3)
-    save_checkpoint(tmp_path, saved)
+    folder = save_checkpoint(tmp_path, saved)
+    # RUN/model.safetensors (what encoders load) is the checkpoint's weights, byte for byte.
+    run_weights = (tmp_path / WEIGHTS_FILE).read_bytes()
+    assert run_weights == (folder / WEIGHTS_FILE).read_bytes()
     loaded = load_checkpoint(tmp_path)
     assert loaded.step == 3 and loaded.losses == [1.0] * 3
     for key, value in saved.model_state.items():
