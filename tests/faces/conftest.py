@@ -1,4 +1,4 @@
-"""Fixtures for the face tests: scikit-image's astronaut photo and the ORL portraits."""
+"""Fixtures for the face tests: scikit-image's astronaut photo, the ORL and cs131 faces."""
 
 from __future__ import annotations
 
@@ -32,4 +32,13 @@ def orl_dir(shared_data) -> Path:
     root = shared_data / "orl"
     if not (root / "s1" / "1.pgm").is_file():
         pytest.skip(f"ORL faces not found under {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def cs131_dir(shared_data) -> Path:
+    """cs131_faces (`train|test/<name>/<n>.jpg`, 64x64 colour); skips where the data is absent."""
+    root = shared_data / "cs131_faces"
+    if not (root / "train").is_dir():
+        pytest.skip(f"cs131 faces not found under {root}")
     return root

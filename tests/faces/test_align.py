@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 from skimage.transform import SimilarityTransform, warp
 
 from facerep.faces.align import (
@@ -15,6 +16,7 @@ from facerep.faces.align import (
     estimate_alignment,
 )
 from facerep.faces.detect import detect_faces
+from facerep.images import load_image
 
 
 def similarity(rotation_deg: float, scale: float, centre, shift) -> SimilarityTransform:
@@ -154,3 +156,70 @@ def test_alignment_undoes_a_known_similarity(astronaut, astronaut_landmarks, rot
     errors = np.linalg.norm(found[0].landmarks - template, axis=1)
     assert errors.mean() < 2.0
     assert errors.max() < 3.0
+
+
+# --- only the crop's footprint is read -----------------------------------------------------------
+
+
+def align_whole_photo(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The crop as align_face made it before it cut the photo: reduce and mirror-pad it whole."""
+    to_crop = estimate_alignment(landmarks, size)
+    factor = max(1, int(1 / np.hypot(to_crop[0, 0], to_crop[1, 0]) + 1e-6))
+    offset = -(factor - 1) / (2 * factor)
+    crop_to_source = np.array([[1 / factor, 0, offset], [0, 1 / factor, offset], [0, 0, 1]])
+    crop_to_source = crop_to_source @ np.linalg.inv(to_crop)
+    source = np.asarray(Image.fromarray(image).reduce(factor)) if factor > 1 else image
+    corners = apply_transform(crop_to_source, [[-1, -1], [size, -1], [-1, size], [size, size]])
+    height, width = source.shape[:2]
+    before = np.maximum(0, np.ceil(-corners.min(0))).astype(int)
+    after = np.maximum(0, np.ceil(corners.max(0) - [width - 1, height - 1])).astype(int)
+    pads = ((before[1], after[1]), (before[0], after[0]), (0, 0))
+    source = np.pad(source, pads, mode="reflect")
+    crop_to_source[:2, 2] += before
+    half = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    coefficients = (half @ crop_to_source @ np.linalg.inv(half))[:2].reshape(-1)
+    crop = Image.fromarray(source).transform(
+        (size, size), Image.Transform.AFFINE, tuple(coefficients), Image.Resampling.BILINEAR
+    )
+    return np.asarray(crop)
+
+
+def assert_same_as_whole_photo(image: np.ndarray, landmarks: np.ndarray) -> None:
+    for size in (112, 64, 32):
+        crop, _ = align_face(image, landmarks, size)
+        np.testing.assert_array_equal(crop, align_whole_photo(image, landmarks, size))
+
+
+def test_cut_photo_gives_the_whole_photos_crop_near_borders(astronaut, astronaut_landmarks):
+    # Upscaled 8x (a reduce by 3-8) with the face against each border (mirror padding).
+    for top, left in ((95, 190), (60, 150)):
+        part = astronaut[top : top + 160, left : left + 130]
+        big = np.asarray(Image.fromarray(part).resize((130 * 8, 160 * 8), Image.Resampling.BICUBIC))
+        landmarks = (astronaut_landmarks - [left, top] + 0.5) * 8 - 0.5
+        assert_same_as_whole_photo(big, landmarks)
+        flipped = np.ascontiguousarray(big[::-1, ::-1])
+        mirrored = np.array([big.shape[1] - 1, big.shape[0] - 1]) - landmarks
+        assert_same_as_whole_photo(flipped, mirrored[[2, 3, 0, 1, 4]])
+
+
+def test_cut_photo_gives_the_whole_photos_crop_anywhere():
+    # The template moved anywhere, at any scale, often partly (or wholly) off a random photo.
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        height, width = rng.integers(8, 600, size=2)
+        photo = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        scale, angle = np.exp(rng.uniform(np.log(0.1), np.log(10))), rng.uniform(-np.pi, np.pi)
+        cos, sin = scale * np.cos(angle), scale * np.sin(angle)
+        rotation = np.array([[cos, -sin], [sin, cos]])
+        centre = rng.uniform([-0.3 * width, -0.3 * height], [1.3 * width, 1.3 * height])
+        landmarks = (alignment_template(112) - 56) @ rotation.T + centre
+        assert_same_as_whole_photo(photo, landmarks + rng.normal(0, 0.5 * scale, (5, 2)))
+
+
+def test_cut_photo_gives_the_whole_photos_crop_on_real_faces(orl_dir, cs131_dir):
+    paths = [orl_dir / f"s{p}" / "1.pgm" for p in range(1, 6)]
+    paths += sorted((cs131_dir / "train").glob("*/1.jpg"))[:5]
+    for path in paths:
+        photo = load_image(path)
+        for detection in detect_faces(photo):
+            assert_same_as_whole_photo(photo, detection.landmarks)
