@@ -31,6 +31,7 @@ from facerep.api import load_encoder
 from facerep.data.prepare import PrepareOptions, prepare_dataset
 from facerep.eval.embedding import EmbedOptions
 from facerep.eval.harness import (
+    encoder_variants,
     evaluate_all,
     evaluate_attributes,
     load_attribute_data,
@@ -91,12 +92,8 @@ def identity_tables(datasets: dict[str, Path], runs: list[Path]) -> dict[str, di
     tables = {}
     for name in ("orl", "cs131"):
         data = load_eval_data(datasets[name], train_fraction=0.5, split_seed=0)
-        variants = []
-        for encoder_name in [*BASELINES, *map(str, runs)]:
-            encoder = load_encoder(encoder_name)
-            whitening = [False] if encoder_name == "pca" else [False, True]
-            variants += [(encoder, EmbedOptions(whiten=w)) for w in whitening]
-        results = evaluate_all(data, variants, seed=0)
+        encoders = [load_encoder(name) for name in [*BASELINES, *map(str, runs)]]
+        results = evaluate_all(data, encoder_variants(encoders, whiten="both"), seed=0)
         tables[name] = {r.name: r.metrics for r in results}
     return tables
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from facerep.cli.output import UsageError, console, console_err, print_json
 from facerep.data.store import DatasetError
+
+if TYPE_CHECKING:
+    from facerep.eval.harness import WhitenMode
 
 
 def eval_command(
@@ -34,11 +37,19 @@ def eval_command(
     pairs: Annotated[Path | None, typer.Option(help="LFW-style pairs.txt to use.")] = None,
     flip: Annotated[bool, typer.Option(help="Average each embedding with its mirror.")] = False,
     whiten: Annotated[
-        str, typer.Option(help="PCA whitening fitted on training identities: both, on or off.")
-    ] = "both",
+        Literal["both", "on", "off"] | None,
+        typer.Option(
+            help="PCA whitening fitted on training identities: report each encoder raw and "
+            "whitened (both), whitened or raw [default: both; off with --all-heldout]."
+        ),
+    ] = None,
     pool: Annotated[
         list[int] | None,
-        typer.Option(help="Token encoders: also report a GxG grid of pooled tokens (repeatable)."),
+        typer.Option(
+            help="Token encoders (facerep runs): also report a GxG grid of pooled tokens "
+            "(repeatable).",
+            min=1,
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of pairs and trials.")] = 0,
     attributes: Annotated[
@@ -62,16 +73,29 @@ def eval_command(
     from facerep.eval.harness import evaluate_all, load_eval_data
     from facerep.eval.report import SUMMARY_KEYS, results_table, write_report
 
-    if whiten not in ("both", "on", "off"):
-        raise UsageError(f"--whiten {whiten}: choose both, on or off")
     if attributes is not None:
         _attribute_probes(
-            dataset, encoder, attributes, attribute, whiten, pool or [], flip, seed, out, json
+            dataset,
+            encoder,
+            attributes,
+            attribute,
+            whiten or "both",
+            pool or [],
+            flip,
+            seed,
+            out,
+            json,
         )
         return
+    if all_heldout and whiten not in (None, "off"):
+        raise UsageError(
+            f"--whiten {whiten}: whitening is fitted on training identities and --all-heldout "
+            "leaves none; use --whiten off or drop --all-heldout"
+        )
+    whiten = whiten or ("off" if all_heldout else "both")
     try:
         data = load_eval_data(dataset, train_fraction, split_seed, all_heldout)
-        variants = _variants(encoder, whiten, pool or [], flip, all_heldout)
+        variants = _variants(encoder, whiten, pool or [], flip)
         say = (
             (lambda name: None)
             if quiet or json
@@ -98,7 +122,7 @@ def _attribute_probes(
     names: list[str],
     attributes: str,
     columns: list[str] | None,
-    whiten: str,
+    whiten: WhitenMode,
     pools: list[int],
     flip: bool,
     seed: int,
@@ -113,7 +137,7 @@ def _attribute_probes(
         data = load_attribute_data(dataset, attributes, columns, seed=seed)
         results = {
             encoder.name + options.suffix(): evaluate_attributes(encoder, options, data)
-            for encoder, options in _variants(names, whiten, pools, flip, False)
+            for encoder, options in _variants(names, whiten, pools, flip)
         }
         report = write_attribute_report(results, attributes, out)
     except (ValueError, DatasetError) as e:
@@ -137,24 +161,12 @@ def _attribute_probes(
     console.print(f"report: {report}")
 
 
-def _variants(names: list[str], whiten: str, pools: list[int], flip: bool, all_heldout: bool):
-    """(encoder, options) pairs: each encoder raw and/or whitened, at each pooling grid."""
+def _variants(names: list[str], whiten: WhitenMode, pools: list[int], flip: bool):
+    """(encoder, options) pairs of the named encoders (see `encoder_variants`)."""
     from facerep.api import load_encoder
-    from facerep.eval.embedding import EmbedOptions
+    from facerep.eval.harness import encoder_variants
 
-    whitening = {"both": [False, True], "on": [True], "off": [False]}[whiten]
-    if all_heldout:
-        whitening = [False]  # nothing to fit it on
-    variants = []
-    for name in names:
-        encoder = load_encoder(name)
-        grids = [1, *pools] if hasattr(encoder, "tokens") else [1]
-        # Eigenfaces are whitened by construction: another whitening would change nothing.
-        modes = [False] if getattr(encoder, "name", "") == "pca" else whitening
-        variants += [
-            (encoder, EmbedOptions(flip=flip, pool_grid=g, whiten=w)) for g in grids for w in modes
-        ]
-    return variants
+    return encoder_variants([load_encoder(name) for name in names], whiten, pools, flip)
 
 
 def register(app: typer.Typer) -> None:

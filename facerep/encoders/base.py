@@ -18,6 +18,12 @@ class Encoder(Protocol):
         name: how reports and galleries name it (e.g. "pca", "dlib", a run's folder name).
         input_size: the crop side it works at; other sizes are resized by `embed`.
         dim: embedding size D.
+
+    Optional members, which evaluation looks up where present:
+        fit(faces): an estimator fitted on the training identities' faces (eigenfaces).
+        tokens(faces): `[N, L, D]` patch tokens, for pooling on a grid (a facerep run).
+        whitened: True when the embeddings are PCA-whitened already (eigenfaces), so
+            evaluation does not whiten them again.
     """
 
     name: str

@@ -66,6 +66,11 @@ class PCAEncoder:
         return self.size
 
     @property
+    def whitened(self) -> bool:
+        """Whether the embeddings are whitened already, so evaluation need not whiten them."""
+        return self.whiten
+
+    @property
     def dim(self) -> int:
         """Embedding size: the number of components kept (after fitting)."""
         if hasattr(self, "whitener_"):

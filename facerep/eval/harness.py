@@ -8,9 +8,10 @@ the training identities.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from facerep.eval.verification import (
     make_pairs,
     read_lfw_pairs,
 )
+
+# Which variants of each encoder to report: raw and whitened, whitened only, or raw only.
+WhitenMode = Literal["both", "on", "off"]
 
 
 @dataclass
@@ -90,6 +94,47 @@ class EncoderResult:
     metrics: dict[str, float | int | None]
     verification: VerificationResult
     embeddings: np.ndarray = field(repr=False)
+
+
+def encoder_variants(
+    encoders: Sequence[Encoder],
+    whiten: WhitenMode = "both",
+    pools: Sequence[int] = (),
+    flip: bool = False,
+) -> list[tuple[Encoder, EmbedOptions]]:
+    """(encoder, options) pairs: each encoder raw and/or whitened, at each pooling grid.
+
+    An encoder whose embeddings are already whitened (`whitened` true, as eigenfaces are) is
+    reported once, unwhitened: a second whitening would change nothing. Grid pooling needs
+    patch tokens, so only token encoders (a `tokens` method: facerep runs) are pooled; every
+    encoder is reported at grid 1 (its own embedding).
+
+    Raises:
+        ValueError: a pooling grid below 1, or grids asked for and no encoder has tokens.
+    """
+    if any(grid < 1 for grid in pools):
+        raise ValueError(f"pooling grid {min(pools)}: must be 1 or more")
+    grids = list(dict.fromkeys([1, *pools]))  # 1 first, each grid once
+    if len(grids) > 1 and not any(_has_tokens(e) for e in encoders):
+        names = ", ".join(e.name for e in encoders)
+        raise ValueError(
+            f"pooling grid {grids[1]}: needs patch tokens, which only facerep runs have, "
+            f"not {names}"
+        )
+    whitening = {"both": [False, True], "on": [True], "off": [False]}[whiten]
+    variants = []
+    for encoder in encoders:
+        modes = [False] if getattr(encoder, "whitened", False) else whitening
+        variants += [
+            (encoder, EmbedOptions(flip=flip, pool_grid=grid, whiten=w))
+            for grid in (grids if _has_tokens(encoder) else [1])
+            for w in modes
+        ]
+    return variants
+
+
+def _has_tokens(encoder: Encoder) -> bool:
+    return getattr(encoder, "tokens", None) is not None
 
 
 def evaluation_pairs(data: EvalData, lfw_pairs: str | Path | None, seed: int) -> Pairs:

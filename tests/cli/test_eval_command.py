@@ -54,6 +54,18 @@ def test_eval_usage_errors(orl_small: Path, lfw_dataset: Path, tmp_path: Path) -
     pca_alone = facerep("eval", str(orl_small), "-e", "pca", "--all-heldout",
                         "--out", str(tmp_path / "r"))
     assert pca_alone.returncode == 2 and "drop --all-heldout" in pca_alone.stderr
+    # Asked-for variants that cannot be made are refused, not silently left out.
+    whiten_heldout = facerep("eval", str(orl_small), "-e", "pixels", "--all-heldout",
+                             "--whiten", "both", "--out", str(tmp_path / "r"))
+    assert whiten_heldout.returncode == 2
+    assert "--whiten both: whitening is fitted on training identities" in whiten_heldout.stderr
+    assert len(whiten_heldout.stderr.strip().splitlines()) == 1
+    pool_pixels = facerep("eval", str(orl_small), "-e", "pixels", "--pool", "2",
+                          "--out", str(tmp_path / "r"))
+    assert pool_pixels.returncode == 2
+    assert "pooling grid 2: needs patch tokens" in pool_pixels.stderr
+    assert len(pool_pixels.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
 
 
 def test_attribute_probes_from_utkface_names(lfw_faces, tmp_path: Path) -> None:
