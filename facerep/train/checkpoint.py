@@ -23,11 +23,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from facerep.files import atomic_write, atomic_write_bytes, fsync_path
+from facerep.train.observe import GRID_FILE, LOSS_CURVE_FILE, TENSORBOARD_DIR
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
+SUMMARY_FILE = "summary.json"
 
 
 @dataclass
@@ -156,13 +158,7 @@ def _prune(root: Path, keep: int, newest: Path) -> None:
 
 def clear_run(run: Path) -> None:
     """Remove what an earlier run left in `run` (for --overwrite), keeping unrelated files."""
-    for name in (CHECKPOINTS_DIR, "tb"):
+    for name in (CHECKPOINTS_DIR, TENSORBOARD_DIR):
         shutil.rmtree(run / name, ignore_errors=True)
-    for name in (
-        CONFIG_FILE,
-        WEIGHTS_FILE,
-        "summary.json",
-        "reconstructions.png",
-        "loss_curve.png",
-    ):
+    for name in (CONFIG_FILE, WEIGHTS_FILE, SUMMARY_FILE, GRID_FILE, LOSS_CURVE_FILE):
         (run / name).unlink(missing_ok=True)

@@ -27,6 +27,7 @@ from facerep.models.registry import create_model
 from facerep.train.augment import augment, sample_augment
 from facerep.train.checkpoint import (
     CONFIG_FILE,
+    SUMMARY_FILE,
     Checkpoint,
     clear_run,
     load_checkpoint,
@@ -49,6 +50,7 @@ from facerep.train.distributed import (
 from facerep.train.observe import (
     GRID_FILE,
     LOSS_CURVE_FILE,
+    TENSORBOARD_DIR,
     TensorBoardLog,
     reconstruction_grid,
     save_loss_curve,
@@ -61,7 +63,6 @@ IMAGE_STD = (0.229, 0.224, 0.225)
 GRID_FACES = 8
 # The step number whose generator draws the reconstruction grid's masks: never a training step.
 GRID_STEP = 2**63 - 1
-SUMMARY_FILE = "summary.json"
 
 
 class TrainingDiverged(RuntimeError):
@@ -210,7 +211,7 @@ class _Trainer:
         self.std = torch.tensor(IMAGE_STD, device=device)[None, :, None, None]
         self.grid_imgs, self.grid_landmarks = self.data[:GRID_FACES]
         self.net = DistributedDataParallel(self.model) if world.size > 1 else self.model
-        self.log = TensorBoardLog(self.run_dir / "tb") if world.is_main else None
+        self.log = TensorBoardLog(self.run_dir / TENSORBOARD_DIR) if world.is_main else None
         if world.is_main:
             write_run_config(self.run_dir, self._run_config())
 

@@ -18,6 +18,7 @@ from facerep.models.vit import patchify, unpatchify
 
 GRID_FILE = "reconstructions.png"
 LOSS_CURVE_FILE = "loss_curve.png"
+TENSORBOARD_DIR = "tb"
 
 
 def reconstruction_grid(

@@ -64,6 +64,11 @@ def test_damaged_checkpoint_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_clear_run_removes_the_run_and_keeps_other_files(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, checkpoint(2))
+    # What the rest of a run leaves, by the names the trainer writes.
+    for name in ("config.json", "summary.json", "reconstructions.png", "loss_curve.png"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "tb" / "events.out.tfevents.1").write_text("")
     (tmp_path / "notes.txt").write_text("mine")
     clear_run(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
