@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-
-def ordinary_file_mode() -> int:
-    """The permissions `open(path, "w")` gives a new file under the current umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+# O_EXCL: a name another writer holds is never opened twice; O_CLOEXEC, as mkstemp's.
+_CREATE_FLAGS = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)
 
 
 def fsync_path(path: str | Path) -> None:
@@ -29,13 +25,26 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
+def _create_temp_beside(path: Path) -> tuple[int, Path]:
+    """Create a new, empty temp file beside `path`: its write descriptor and its path.
+
+    It is created with mode 0o666 and the umask applies itself, so the file gets the permissions
+    a plain `open(path, "w")` would. (Reading the umask means setting it, which races with other
+    threads creating files; mkstemp's owner-only files would need that.)
+    """
+    while True:
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(temp, _CREATE_FLAGS, 0o666), temp
+        except FileExistsError:
+            continue  # another writer's temp file: draw another name
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "wb", **kwargs: object) -> Iterator:
     """Write a temp file beside `path`, fsync, rename over it: a crash leaves the old file."""
     path = Path(path)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    # mkstemp makes owner-only files; give the result the permissions a plain open() would.
-    os.chmod(temp, ordinary_file_mode())
+    handle, temp = _create_temp_beside(path)
     try:
         with os.fdopen(handle, mode, **kwargs) as f:
             yield f
