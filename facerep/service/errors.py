@@ -14,6 +14,10 @@ Status codes:
   `no_threshold` (verify with an uncalibrated encoder and no `threshold`).
 - 500 `internal_error`: a bug; the traceback goes to the server log, never to the client.
 - 503 `unavailable`: the server is shutting down.
+- 503 `gallery_unavailable`: the gallery's files cannot be read as a gallery (damaged, not a
+  folder) or are of a format this server does not support. Not the client's mistake, so not a
+  4xx, and not a bug, so not a 500: it stays so until someone repairs the gallery on the server
+  (the reason is in the server log).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facerep.faces.find import NoFaceError
 from facerep.images import ImageError
-from facerep.tasks.gallery import GalleryError
+from facerep.tasks.gallery import GalleryError, GalleryErrorKind
 
 log = logging.getLogger("facerep.service")
 
@@ -68,6 +72,39 @@ def image_error(error: ImageError) -> ServiceError:
     return ServiceError(422, code, str(error))
 
 
+# How each kind of GalleryError is answered: status, code and message. A gallery the server
+# cannot open is named, never located: the reason names server paths, so it goes to the log.
+GALLERY_ANSWERS: dict[GalleryErrorKind, tuple[int, str, str]] = {
+    "not_found": (404, "gallery_not_found", "no gallery named {name!r}"),
+    "encoder_mismatch": (
+        409,
+        "gallery_conflict",
+        "gallery {name!r} holds another encoder's embeddings and cannot be used with this "
+        "server's encoder; see the server log",
+    ),
+    "damaged": (
+        503,
+        "gallery_unavailable",
+        "gallery {name!r} cannot be read (damaged); see the server log",
+    ),
+    "unsupported": (
+        503,
+        "gallery_unavailable",
+        "gallery {name!r} is in a format this server does not support; see the server log",
+    ),
+    "invalid": (422, "invalid_request", "{reason}"),
+}
+
+
+def gallery_error(error: GalleryError) -> ServiceError:
+    """The answer to a GalleryError (its gallery is known to the client by the folder's name)."""
+    status, code, message = GALLERY_ANSWERS[error.kind]
+    if error.kind in ("encoder_mismatch", "damaged", "unsupported"):
+        log.warning("gallery error: %s", error)  # the operator must act: they need the reason
+    name = error.path.name if error.path is not None else "?"
+    return ServiceError(status, code, message.format(name=name, reason=error.reason))
+
+
 async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
     return error_response(error.status, error.code, error.message, error.headers)
 
@@ -81,10 +118,7 @@ async def _no_face(request: Request, error: NoFaceError) -> JSONResponse:
 
 
 async def _gallery_error(request: Request, error: GalleryError) -> JSONResponse:
-    # Most gallery messages start with the gallery's server path: the client knows it by name.
-    where, _, rest = str(error).partition(": ")
-    message = rest if rest and "/" in where else str(error)
-    return error_response(422, "invalid_request", message)
+    return await _service_error(request, gallery_error(error))
 
 
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from facerep.encoders.base import Encoder
 from facerep.service.errors import ServiceError
-from facerep.tasks.gallery import DB_FILE, Gallery, GalleryError
+from facerep.tasks.gallery import Gallery
 
 log = logging.getLogger("facerep.service")
 
@@ -53,24 +53,17 @@ class GalleryRegistry:
         return path
 
     def get(self, name: str, *, create: bool = False) -> Gallery:
-        """The open gallery `name`; 404 when it does not exist and `create` is false."""
+        """The open gallery `name`.
+
+        Raises:
+            GalleryError: it does not exist (and `create` is false) or cannot be opened.
+        """
         path = self.path_of(name)
         with self._lock:
             if name in self._open:
                 return self._open[name]
-            if not (path / DB_FILE).is_file() and not create:
-                raise ServiceError(404, "gallery_not_found", f"no gallery named {name!r}")
-            try:
-                gallery = Gallery(path, self.encoder, create=create)
-            except GalleryError as error:
-                # The reason names server paths (the gallery's, its encoder's): log it only.
-                log.warning("gallery %r: %s", name, error)
-                raise ServiceError(
-                    409,
-                    "gallery_conflict",
-                    f"gallery {name!r} cannot be used with this server's encoder "
-                    f"({self.encoder.name}, {self.encoder.dim}-D); see the server log",
-                ) from None
+            # A GalleryError (missing, damaged, another encoder's) is answered by its kind.
+            gallery = Gallery(path, self.encoder, create=create)
             self._open[name] = gallery
             return gallery
 

@@ -178,7 +178,9 @@ async def search(
     return SearchResponse(face=DetectedFace.of(face), matches=[MatchOut.of(m) for m in matches])
 
 
-@router.get("/v1/galleries/{name}", response_model=GalleryInfo, responses=_errors(404, 409, 422))
+@router.get(
+    "/v1/galleries/{name}", response_model=GalleryInfo, responses=_errors(404, 409, 422, 503)
+)
 async def gallery_info(service: Service, name: GalleryName) -> GalleryInfo:
     """How many faces and labels the gallery holds."""
     info = await service.gallery_info(name)
@@ -206,7 +208,7 @@ async def add_face(
 @writes.delete(
     "/v1/galleries/{name}/faces/{face_id}",
     response_model=RemovedFace,
-    responses=_errors(401, 403, 404, 409, 422),
+    responses=_errors(401, 403, 404, 409, 422, 503),
 )
 async def remove_face(
     service: Service,

@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -54,8 +55,27 @@ CREATE TABLE IF NOT EXISTS removed (id INTEGER PRIMARY KEY);
 """
 
 
+# What went wrong, for callers that answer differently (the HTTP service picks a status by it):
+# not_found: no gallery at the path; encoder_mismatch: it holds another encoder's embeddings;
+# damaged: the path or database cannot be read as a gallery; unsupported: another format
+# version; invalid: the arguments (embeddings, labels, queries) do not fit the gallery.
+GalleryErrorKind = Literal["not_found", "encoder_mismatch", "damaged", "unsupported", "invalid"]
+
+
 class GalleryError(ValueError):
-    """A gallery that cannot do what was asked; the message is one line naming the gallery."""
+    """A gallery that cannot do what was asked; the message is one line: `path: reason`.
+
+    Attributes:
+        reason: what is wrong, without the path (safe to show someone who must not see it).
+        kind: which kind of failure (`GalleryErrorKind`).
+        path: the gallery folder, or None when the reason is about the arguments alone.
+    """
+
+    def __init__(self, reason: str, kind: GalleryErrorKind, path: Path | None = None):
+        super().__init__(reason if path is None else f"{path}: {reason}")
+        self.reason = reason
+        self.kind = kind
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -110,9 +130,9 @@ class Gallery:
         db_path = self.path / DB_FILE
         if not db_path.is_file():
             if not create:
-                raise GalleryError(f"{self.path}: no gallery here (no {DB_FILE})")
+                raise GalleryError(f"no gallery here (no {DB_FILE})", "not_found", self.path)
             if self.path.exists() and not self.path.is_dir():
-                raise GalleryError(f"{self.path}: exists and is not a folder")
+                raise GalleryError("exists and is not a folder", "damaged", self.path)
             self.path.mkdir(parents=True, exist_ok=True)
         try:
             db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=60)
@@ -122,7 +142,7 @@ class Gallery:
             db.execute("PRAGMA secure_delete=ON")
             db.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
-            raise GalleryError(f"{self.path}: not a readable gallery ({e})") from None
+            raise GalleryError(f"not a readable gallery ({e})", "damaged", self.path) from None
         return db
 
     def _check_encoder(self, encoder: Encoder | str | Path | None) -> Encoder | None:
@@ -134,14 +154,18 @@ class Gallery:
             self._write_meta(chosen)
             return chosen
         if int(meta.get("format", 0)) != FORMAT_VERSION:
-            raise GalleryError(f"{self.path}: gallery format {meta.get('format')} is not supported")
+            raise GalleryError(
+                f"gallery format {meta.get('format')} is not supported", "unsupported", self.path
+            )
         if encoder is None:
             return None  # loaded from the stored source when a face needs embedding
         chosen = resolve_encoder(encoder)
         if _identity(chosen) != (meta["encoder"], int(meta["dim"]), meta["fingerprint"]):
             raise GalleryError(
-                f"{self.path}: holds {meta['encoder']} embeddings ({meta['dim']}-D); encoder "
-                f"{chosen.name} ({chosen.dim}-D) does not match; use {meta['encoder_source']}"
+                f"holds {meta['encoder']} embeddings ({meta['dim']}-D); encoder "
+                f"{chosen.name} ({chosen.dim}-D) does not match; use {meta['encoder_source']}",
+                "encoder_mismatch",
+                self.path,
             )
         return chosen
 
@@ -311,16 +335,19 @@ class Gallery:
     def _check_embeddings(self, embeddings: np.ndarray, labels: Sequence[str]) -> None:
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim:
             raise GalleryError(
-                f"{self.path}: holds {self.dim}-D {self.encoder_name} embeddings, "
-                f"got shape {embeddings.shape}"
+                f"holds {self.dim}-D {self.encoder_name} embeddings, got shape {embeddings.shape}",
+                "invalid",
+                self.path,
             )
         if len(labels) != len(embeddings):
-            raise GalleryError(f"{len(embeddings)} embeddings but {len(labels)} labels")
+            raise GalleryError(f"{len(embeddings)} embeddings but {len(labels)} labels", "invalid")
         if not np.isfinite(embeddings).all():
-            raise GalleryError("embeddings contain NaN or infinity")
+            raise GalleryError("embeddings contain NaN or infinity", "invalid")
         for label in labels:
             if not isinstance(label, str) or not label.strip():
-                raise GalleryError(f"a face label must be a non-empty string, got {label!r}")
+                raise GalleryError(
+                    f"a face label must be a non-empty string, got {label!r}", "invalid"
+                )
 
     def remove(self, target: int | str) -> int:
         """Remove a face by id (int) or every face of a label (str); returns how many.
@@ -470,8 +497,9 @@ class Gallery:
         embeddings = np.asarray(embeddings, dtype=np.float32)
         if embeddings.ndim != 2 or embeddings.shape[1] != self.dim:
             raise GalleryError(
-                f"{self.path}: queries must be [Q, {self.dim}] ({self.encoder_name}), "
-                f"got {embeddings.shape}"
+                f"queries must be [Q, {self.dim}] ({self.encoder_name}), got {embeddings.shape}",
+                "invalid",
+                self.path,
             )
         self._refresh()
         with self._rw.read():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sqlite3
 import struct
 import zlib
 from pathlib import Path
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from facerep.service import ServiceSettings
+from facerep.tasks.gallery import DB_FILE, Gallery
 from tests.service.conftest import AUTH, TOKEN, open_client, png_bytes
 
 
@@ -270,6 +272,51 @@ def test_delete_with_a_bad_face_id_is_422(client: TestClient) -> None:
     for face_id in ("abc", "0", "-1", str(2**64)):
         answer = client.delete(f"/v1/galleries/team/faces/{face_id}", headers=AUTH)
         assert answer.status_code == 422 and error_of(answer) == "invalid_request", face_id
+
+
+# ---- galleries the server cannot use ------------------------------------------------------------
+
+
+def unusable_galleries(root: Path) -> dict[str, tuple[int, str]]:
+    """Make, under `root`, a gallery of each kind the server cannot use: name -> (status, code)."""
+    Gallery(root / "otherencoder", "pixels").close()
+    (root / "damaged").mkdir()
+    (root / "damaged" / DB_FILE).write_bytes(b"this is not an SQLite database" * 100)
+    Gallery(root / "newformat", "dlib").close()
+    with sqlite3.connect(root / "newformat" / DB_FILE) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'format'")
+    return {
+        "otherencoder": (409, "gallery_conflict"),
+        "damaged": (503, "gallery_unavailable"),
+        "newformat": (503, "gallery_unavailable"),
+    }
+
+
+def test_a_gallery_the_server_cannot_use_is_409_or_503_without_server_paths(
+    client: TestClient, service_dir: Path, orl, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = service_dir / "galleries"
+    for name, (status, code) in unusable_galleries(root).items():
+        for answer in (
+            search(client, name, orl(1, 1)),
+            add(client, name, orl(1, 1), "x"),
+            client.get(f"/v1/galleries/{name}"),
+            client.delete(f"/v1/galleries/{name}/faces/1", headers=AUTH),
+        ):
+            assert (answer.status_code, error_of(answer)) == (status, code), (name, answer.text)
+            message = answer.json()["error"]["message"]
+            assert f"gallery {name!r}" in message and str(service_dir) not in message
+        assert f"{root / name}: " in caplog.text  # the operator sees which files and why
+    assert "not a readable gallery" in caplog.text and "format 99 is not supported" in caplog.text
+
+
+def test_a_gallery_path_that_is_a_file(client: TestClient, service_dir: Path, orl) -> None:
+    (service_dir / "galleries" / "afile").write_text("not a gallery folder")
+    answer = search(client, "afile", orl(1, 1))
+    assert answer.status_code == 404 and error_of(answer) == "gallery_not_found"
+    answer = add(client, "afile", orl(1, 1), "x")
+    assert answer.status_code == 503 and error_of(answer) == "gallery_unavailable"
+    assert (service_dir / "galleries" / "afile").read_text() == "not a gallery folder"
 
 
 # ---- names never become paths ------------------------------------------------------------------
