@@ -52,6 +52,7 @@ from facerep.train.observe import (
     LOSS_CURVE_FILE,
     TENSORBOARD_DIR,
     TensorBoardLog,
+    epoch_means,
     reconstruction_grid,
     save_loss_curve,
     save_png,
@@ -96,10 +97,7 @@ class PretrainResult:
     @property
     def epoch_losses(self) -> list[float]:
         """Mean loss of each completed epoch."""
-        n = len(self.losses) // self.steps_per_epoch
-        if n == 0:
-            return []
-        return np.asarray(self.losses[: n * self.steps_per_epoch]).reshape(n, -1).mean(1).tolist()
+        return epoch_means(self.losses, self.steps_per_epoch)
 
 
 def pretrain(

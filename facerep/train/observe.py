@@ -59,6 +59,15 @@ def save_png(path: Path, image: np.ndarray) -> None:
         Image.fromarray(image).save(f, format="PNG")
 
 
+def epoch_means(losses: list[float], steps_per_epoch: int) -> list[float]:
+    """Mean loss of each completed epoch; a partial last epoch is left out."""
+    size = max(steps_per_epoch, 1)
+    epochs = len(losses) // size
+    if epochs == 0:
+        return []
+    return np.asarray(losses[: epochs * size]).reshape(epochs, size).mean(1).tolist()
+
+
 def save_loss_curve(path: Path, losses: list[float], steps_per_epoch: int) -> None:
     """Plot the per-step loss (light) and its per-epoch mean (bold) against epochs."""
     import matplotlib
@@ -69,12 +78,10 @@ def save_loss_curve(path: Path, losses: list[float], steps_per_epoch: int) -> No
     steps = np.arange(1, len(losses) + 1) / max(steps_per_epoch, 1)
     figure, axis = plt.subplots(figsize=(6, 3.5), dpi=120)
     axis.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="step")
-    epochs = len(losses) // max(steps_per_epoch, 1)
-    if epochs:
-        per_epoch = np.asarray(losses[: epochs * steps_per_epoch]).reshape(epochs, -1).mean(1)
-        axis.plot(
-            np.arange(1, epochs + 1), per_epoch, color="tab:blue", linewidth=2, label="epoch mean"
-        )
+    per_epoch = epoch_means(losses, steps_per_epoch)
+    if per_epoch:
+        epochs = np.arange(1, len(per_epoch) + 1)
+        axis.plot(epochs, per_epoch, color="tab:blue", linewidth=2, label="epoch mean")
     axis.set_xlabel("epoch")
     axis.set_ylabel("masked reconstruction loss")
     axis.grid(alpha=0.3)

@@ -1,4 +1,4 @@
-"""Reconstruction grids: a perfect prediction, normalised or not, gives the original back."""
+"""Watching a run: reconstruction grids give a perfect prediction back; per-epoch means."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 from facerep.models.mae import patch_norm_stats
 from facerep.models.masking import random_mask
 from facerep.models.vit import patchify
-from facerep.train.observe import reconstruction_grid
+from facerep.train.observe import epoch_means, reconstruction_grid, save_loss_curve
 
 
 class PerfectModel(nn.Module):
@@ -43,3 +43,10 @@ def test_a_perfect_prediction_reconstructs_the_original(norm_pix_loss: bool) -> 
     assert np.abs(recon - original).max() <= 1  # uint8 rounding only
     hidden = mask.reshape(2, 4, 4).repeat_interleave(8, 1).repeat_interleave(8, 2).bool().numpy()
     assert np.all(masked[hidden] == 128) and np.all(masked[~hidden] == original[~hidden])
+
+
+def test_epoch_means_average_complete_epochs_only(tmp_path) -> None:
+    assert epoch_means([1.0, 2.0, 3.0, 5.0, 7.0], 2) == [1.5, 4.0]
+    assert epoch_means([1.0], 2) == []
+    save_loss_curve(tmp_path / "curve.png", [1.0, 2.0, 3.0, 5.0, 7.0], 2)
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
