@@ -22,9 +22,12 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def lfw_faces() -> np.ndarray:
     """The 100 real 25x25 LFW face crops that scikit-image ships, as uint8 `[100, 25, 25]`."""
-    from skimage.data import lfw_subset
+    from facerep.data.builtin import builtin_items
+    from facerep.images import load_image
 
-    return np.round(lfw_subset()[:100] * 255).astype(np.uint8)
+    # The pixels `builtin:lfw-sample` gives prepare, one grey channel of each.
+    items = builtin_items("lfw-sample")
+    return np.stack([load_image(item.load_array())[:, :, 0] for item in items])
 
 
 def write_face_folder(root: Path, faces: np.ndarray, per_identity: int, upscale: int = 4) -> Path:

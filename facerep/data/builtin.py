@@ -25,22 +25,20 @@ def _lfw_faces() -> np.ndarray:
 
 def builtin_items(name: str) -> list[SourceItem]:
     """The items of a built-in sample, named `builtin:<sample>/<n>.png`."""
-    if name != "lfw-sample":
+    if name not in BUILTIN_SAMPLES:
         choices = ", ".join(f"builtin:{sample}" for sample in BUILTIN_SAMPLES)
         raise ValueError(f"builtin:{name}: unknown built-in sample (choose from {choices})")
-    count = len(_lfw_faces())
-    return [
-        SourceItem(
-            name=f"builtin:lfw-sample/{i:03d}.png",
-            load_array=_lfw_loader(i),
-            key=f"builtin:lfw-sample/{i:03d}.png",
-        )
-        for i in range(count)
-    ]
+    items = []
+    for i in range(len(_lfw_faces())):
+        item_name = f"builtin:{name}/{i:03d}.png"
+        items.append(SourceItem(name=item_name, load_array=_lfw_loader(i), key=item_name))
+    return items
 
 
 def _lfw_loader(index: int) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        return np.round(_lfw_faces()[index] * 255.0).astype(np.uint8)
+        # Float in [0, 1], as scikit-image gives it: load_image turns it into uint8 RGB. A copy,
+        # so no caller can change the cached sample.
+        return _lfw_faces()[index].copy()
 
     return load

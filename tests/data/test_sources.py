@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facerep.data.sources import walk_source
+from facerep.images import load_image
 
 
 def touch(root: Path, *names: str) -> None:
@@ -72,10 +74,21 @@ def test_missing_source_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_builtin_sample_lists_100_faces() -> None:
+    from skimage.data import lfw_subset
+
     items, _ = walk_source("builtin:lfw-sample")
     assert len(items) == 100
-    assert items[0].name == "builtin:lfw-sample/000.png"
+    assert items[0].name == items[0].key == "builtin:lfw-sample/000.png"
+    assert items[99].name == items[99].key == "builtin:lfw-sample/099.png"
     assert items[0].load_array().shape == (25, 25)
+    # load_image alone converts scikit-image's [0, 1] floats: the pixels (and so the content
+    # hashes of datasets prepared before) are scikit-image's, rounded.
+    raw = items[7].load_array()
+    assert raw.dtype.kind == "f" and 0.0 <= raw.min() <= raw.max() <= 1.0
+    expected = np.round(lfw_subset()[7] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(load_image(raw), np.repeat(expected[:, :, None], 3, axis=2))
+    raw[:] = 0.5  # a caller's change does not reach the cached sample
+    np.testing.assert_array_equal(load_image(items[7].load_array())[:, :, 0], expected)
     with pytest.raises(ValueError, match="unknown built-in sample"):
         walk_source("builtin:nope")
 
