@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from facerep.files import atomic_write
-from facerep.models.masking import make_mask
+from facerep.models.masking import PatchMask, make_mask
 from facerep.models.registry import create_model
 from facerep.train.augment import augment, sample_augment
 from facerep.train.checkpoint import (
@@ -208,6 +208,7 @@ class _Trainer:
         self.mean = torch.tensor(IMAGE_MEAN, device=device)[None, :, None, None]
         self.std = torch.tensor(IMAGE_STD, device=device)[None, :, None, None]
         self.grid_imgs, self.grid_landmarks = self.data[:GRID_FACES]
+        self._grid_at: tuple[int, np.ndarray] | None = None  # (step, grid): logged, then saved
         self.net = DistributedDataParallel(self.model) if world.size > 1 else self.model
         self.log = TensorBoardLog(self.run_dir / TENSORBOARD_DIR) if world.is_main else None
         if world.is_main:
@@ -320,19 +321,25 @@ class _Trainer:
 
     def _global_mask(self, landmarks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The whole global batch's masks, drawn identically on every process."""
-        config = self.config
         everyone = None
-        if config.masking == "face-regions":
+        if self.config.masking == "face-regions":
             everyone = gather_interleaved(landmarks, self.world).cpu()
+        return self._make_mask(self.config.batch_size, everyone, generator).mask
+
+    def _make_mask(
+        self, batch_size: int, landmarks: torch.Tensor | None, generator: torch.Generator
+    ) -> PatchMask:
+        """Masks by the run's strategy and ratio for `batch_size` faces (their landmarks)."""
+        config = self.config
         return make_mask(
             config.masking,
-            config.batch_size,
+            batch_size,
             self.model.grid_size,
             config.mask_ratio,
             patch_size=self.model.patch_size,
-            landmarks=everyone,
+            landmarks=landmarks,
             generator=generator,
-        ).mask
+        )
 
     def _bf16(self) -> bool:
         precision = self.config.precision
@@ -349,18 +356,14 @@ class _Trainer:
             on_step(StepInfo(self.step, self.total_steps, epoch, loss, lr, rate))
 
     def _grid(self) -> np.ndarray:
-        generator = step_generator(self.config.seed, GRID_STEP)  # the same masks every time
-        imgs = self.grid_imgs.to(self.device).float() / 255.0
-        mask = make_mask(
-            self.config.masking,
-            len(imgs),
-            self.model.grid_size,
-            self.config.mask_ratio,
-            patch_size=self.model.patch_size,
-            landmarks=self.grid_landmarks,
-            generator=generator,
-        ).mask
-        return reconstruction_grid(self.model, imgs, mask.to(self.device), self.mean, self.std)
+        """The reconstruction grid of the current weights, computed once per step."""
+        if self._grid_at is None or self._grid_at[0] != self.step:
+            generator = step_generator(self.config.seed, GRID_STEP)  # the same masks every time
+            imgs = self.grid_imgs.to(self.device).float() / 255.0
+            mask = self._make_mask(len(imgs), self.grid_landmarks, generator).mask
+            grid = reconstruction_grid(self.model, imgs, mask.to(self.device), self.mean, self.std)
+            self._grid_at = (self.step, grid)
+        return self._grid_at[1]
 
     def _log_grid(self) -> None:
         if self.log:

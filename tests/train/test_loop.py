@@ -112,3 +112,21 @@ def test_resume_at_an_epoch_boundary_with_more_epochs(lfw_dataset, tmp_path):
     np.testing.assert_allclose(resumed.losses, whole.losses, atol=1e-5, rtol=0)
     longer = pretrain(resume_config(tmp_path / "split", epochs=4), resume=True)
     assert longer.steps == 20 and len(longer.epoch_losses) == 4
+
+
+def test_the_reconstruction_grid_is_drawn_once_per_epoch_and_at_a_mid_epoch_end(
+    lfw_dataset, tmp_path, monkeypatch
+):
+    calls = []
+    real = loop.reconstruction_grid
+
+    def counted(model, *args):
+        calls.append(1)
+        return real(model, *args)
+
+    monkeypatch.setattr(loop, "reconstruction_grid", counted)
+    pretrain(tiny_config(lfw_dataset, tmp_path / "run"))  # 2 epochs: the last grid is reused
+    assert len(calls) == 2 and (tmp_path / "run" / "reconstructions.png").is_file()
+    calls.clear()
+    pretrain(tiny_config(lfw_dataset, tmp_path / "cut"), stop_after=3)  # no epoch ended
+    assert len(calls) == 1 and (tmp_path / "cut" / "reconstructions.png").is_file()
