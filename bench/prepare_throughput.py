@@ -52,6 +52,7 @@ from machine import cpu_model
 from PIL import Image
 
 from facerep.data.prepare import PrepareOptions, prepare_dataset
+from facerep.data.sources import walk_source
 from facerep.faces.dlib_models import face_detector, model_path, shape_predictor_5
 from facerep.files import atomic_write
 
@@ -66,7 +67,6 @@ CHIP_PADDING = 0.25
 LOOP_UPSAMPLE = 1
 WORKER_COUNTS = (1, 2)
 TARGET_SPEEDUP = 1.5
-IMAGE_SUFFIXES = (".pgm", ".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)
@@ -117,12 +117,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files under `folder`, sorted, hidden ones skipped."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    )
+    """Image files under `folder`, sorted, as `prepare` walks them (hidden ones skipped)."""
+    items, _ = walk_source(folder, layout="flat")
+    return [item.path for item in items]
 
 
 def evenly_spaced(paths: list[Path], count: int) -> list[Path]:
