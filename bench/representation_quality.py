@@ -29,7 +29,6 @@ from machine import describe_machine
 
 from facerep.api import load_encoder
 from facerep.data.prepare import PrepareOptions, prepare_dataset
-from facerep.eval.embedding import EmbedOptions
 from facerep.eval.harness import (
     encoder_variants,
     evaluate_all,
@@ -101,10 +100,8 @@ def identity_tables(datasets: dict[str, Path], runs: list[Path]) -> dict[str, di
 def attribute_table(datasets: dict[str, Path], runs: list[Path]) -> dict[str, dict]:
     """Gender and age-group probes on the UTKFace faces of the unlabeled corpus."""
     data = load_attribute_data(datasets["unlabeled"], "utkface", ["gender", "age_group"])
-    return {
-        name: evaluate_attributes(load_encoder(name), EmbedOptions(), data)
-        for name in [*BASELINES, *map(str, runs)]
-    }
+    encoders = [load_encoder(name) for name in [*BASELINES, *map(str, runs)]]
+    return evaluate_attributes(data, encoder_variants(encoders, whiten="off"))
 
 
 def markdown(report: dict) -> str:

@@ -135,10 +135,7 @@ def _attribute_probes(
 
     try:
         data = load_attribute_data(dataset, attributes, columns, seed=seed)
-        results = {
-            encoder.name + options.suffix(): evaluate_attributes(encoder, options, data)
-            for encoder, options in _variants(names, whiten, pools, flip)
-        }
+        results = evaluate_attributes(data, _variants(names, whiten, pools, flip))
         report = write_attribute_report(results, attributes, out)
     except (ValueError, DatasetError) as e:
         raise UsageError(str(e)) from None

@@ -145,24 +145,10 @@ def evaluation_pairs(data: EvalData, lfw_pairs: str | Path | None, seed: int) ->
     return make_pairs(data.identities, seed=seed)
 
 
-def evaluate_encoder(
-    encoder: Encoder,
-    options: EmbedOptions,
-    data: EvalData,
-    pairs: Pairs,
-    seed: int = 0,
+def evaluate_embeddings(
+    name: str, embeddings: np.ndarray, data: EvalData, pairs: Pairs, seed: int = 0
 ) -> EncoderResult:
-    """Every protocol for one encoder variant on the held-out identities."""
-    start = time.perf_counter()
-    _fit_if_needed(encoder, data.train_faces)
-    embeddings = raw_features(encoder, data.faces, options)
-    if options.whiten:
-        if len(data.train_faces) < 2:
-            raise ValueError("whitening needs training identities: drop --all-heldout")
-        whitener = Whitener(options.whiten_components).fit(
-            raw_features(encoder, data.train_faces, options)
-        )
-        embeddings = whitener.transform(embeddings)
+    """Every protocol on one encoder variant's `[N, D]` embeddings of the held-out faces."""
     verification = evaluate_verification(embeddings, pairs, seed=seed)
     metrics: dict[str, float | int | None] = {
         "dim": int(embeddings.shape[1]),
@@ -180,19 +166,38 @@ def evaluate_encoder(
         **_clustering_metrics(embeddings, data.identities, verification.threshold),
         **few_shot_probes(embeddings, data.identities, seed=seed),
     }
-    metrics["seconds"] = round(time.perf_counter() - start, 2)
-    name = encoder.name + options.suffix()
     return EncoderResult(name, metrics, verification, embeddings)
 
 
-def _fit_if_needed(encoder: Encoder, train_faces: np.ndarray) -> None:
-    """Fit an estimator encoder (eigenfaces) on training faces, once."""
+class _RawFeatures:
+    """Raw features of one set of faces per encoder variant, computed on first use: the raw
+    and whitened variants of an encoder share one forward pass."""
+
+    def __init__(self, faces: np.ndarray):
+        self.faces = faces
+        self._features: dict[tuple[int, bool, int], np.ndarray] = {}
+
+    def __call__(self, encoder: Encoder, options: EmbedOptions) -> np.ndarray:
+        # What `raw_features` reads of the options; whitening comes after.
+        key = (id(encoder), options.flip, options.pool_grid)
+        if key not in self._features:
+            self._features[key] = raw_features(encoder, self.faces, options)
+        return self._features[key]
+
+
+def _fit_once(encoder: Encoder, faces: np.ndarray, fitted: set[int]) -> None:
+    """Fit an estimator encoder (eigenfaces) on `faces` unless it is in `fitted` already.
+
+    Whatever the encoder was fitted on before is replaced, so a fit on other data is never
+    reused; `fitted` holds the ids of encoders this evaluation has fitted.
+    """
     fit = getattr(encoder, "fit", None)
-    if fit is None or hasattr(encoder, "pca_"):
+    if fit is None or id(encoder) in fitted:
         return
-    if len(train_faces) < 2:
+    if len(faces) < 2:
         raise ValueError(f"{encoder.name} is fitted on training identities: drop --all-heldout")
-    fit(train_faces)
+    fit(faces)
+    fitted.add(id(encoder))
 
 
 def _clustering_metrics(
@@ -213,13 +218,31 @@ def evaluate_all(
     seed: int = 0,
     on_encoder: Callable[[str], None] | None = None,
 ) -> list[EncoderResult]:
-    """Every encoder variant on the same pairs and trials."""
+    """Every encoder variant on the same pairs and trials.
+
+    Each estimator encoder (eigenfaces) is fitted once, on the training identities; each
+    forward pass runs once, however many variants (raw, whitened) share it. A variant's
+    `seconds` counts what it ran itself: a whitened variant after its raw one only whitens.
+    """
     pairs = evaluation_pairs(data, lfw_pairs, seed)
+    heldout, train = _RawFeatures(data.faces), _RawFeatures(data.train_faces)
+    fitted: set[int] = set()
     results = []
     for encoder, options in encoders:
+        name = encoder.name + options.suffix()
         if on_encoder:
-            on_encoder(encoder.name + options.suffix())
-        results.append(evaluate_encoder(encoder, options, data, pairs, seed))
+            on_encoder(name)
+        start = time.perf_counter()
+        _fit_once(encoder, data.train_faces, fitted)
+        embeddings = heldout(encoder, options)
+        if options.whiten:
+            if len(data.train_faces) < 2:
+                raise ValueError("whitening needs training identities: drop --all-heldout")
+            whitener = Whitener(options.whiten_components).fit(train(encoder, options))
+            embeddings = whitener.transform(embeddings)
+        result = evaluate_embeddings(name, embeddings, data, pairs, seed)
+        result.metrics["seconds"] = round(time.perf_counter() - start, 2)
+        results.append(result)
     return results
 
 
@@ -274,13 +297,30 @@ def load_attribute_data(
 
 
 def evaluate_attributes(
-    encoder: Encoder, options: EmbedOptions, data: AttributeData
-) -> dict[str, dict[str, float]]:
-    """Linear-probe accuracy and AUC of every attribute for one encoder variant."""
-    _fit_if_needed(encoder, data.faces[data.train])
-    features = raw_features(encoder, data.faces, options)
-    if options.whiten:
-        features = Whitener(options.whiten_components).fit(features[data.train]).transform(features)
+    data: AttributeData, encoders: list[tuple[Encoder, EmbedOptions]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Linear-probe accuracy and AUC of every attribute for every encoder variant.
+
+    Estimator encoders are fitted once, on the probe-training faces; each forward pass runs
+    once, however many variants share it.
+
+    Returns:
+        {variant name: {attribute: its `attribute_probe` metrics plus test_faces}}.
+    """
+    features = _RawFeatures(data.faces)
+    train_faces = data.faces[data.train]
+    fitted: set[int] = set()
+    results = {}
+    for encoder, options in encoders:
+        _fit_once(encoder, train_faces, fitted)
+        x = features(encoder, options)
+        if options.whiten:
+            x = Whitener(options.whiten_components).fit(x[data.train]).transform(x)
+        results[encoder.name + options.suffix()] = _probe_attributes(x, data)
+    return results
+
+
+def _probe_attributes(features: np.ndarray, data: AttributeData) -> dict[str, dict[str, float]]:
     results = {}
     for name, column in data.labels.items():
         known = column.astype(str) != str(MISSING)
