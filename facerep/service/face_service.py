@@ -1,9 +1,9 @@
 """The service's operations as plain async Python, one method per endpoint; routes only adapt HTTP.
 
 Photos are decoded on a small thread pool (`detect_workers`) and their faces found there (each
-thread has its own dlib models); crops are embedded through the micro-batcher; gallery
-writes go through a single writer thread, one at a time, while searches run on asyncio's
-default pool side by side. Nothing heavy runs on the event loop.
+thread has its own dlib models); crops are embedded through the micro-batcher; gallery writes
+go through a single writer thread, one at a time (Gallery serialises writes itself too), while
+searches run on asyncio's default pool side by side. Nothing heavy runs on the event loop.
 """
 
 from __future__ import annotations
@@ -137,22 +137,13 @@ class FaceService:
 
         The 2xx answer comes after the gallery's transaction committed, so it survives kill -9.
         """
-        self.galleries.path_of(gallery)  # a bad name fails before any work
         label = check_label(label)
         face = await self.largest_face(photo)
         loop = asyncio.get_running_loop()
         face_id = await loop.run_in_executor(
-            self._write_pool, self._add_face, gallery, face, label, source
+            self._write_pool, self.galleries.add, gallery, face.embedding, label, source, face.box
         )
         return face_id, face
-
-    def _add_face(self, gallery: str, face: Face, label: str, source: str | None) -> int:
-        with self.galleries.write_lock:
-            opened = self.galleries.get(gallery, create=True)
-            [face_id] = opened.add_embeddings(
-                face.embedding[None], [label], sources=[source], boxes=[face.box]
-            )
-        return face_id
 
     async def remove(self, gallery: str, face_id: int) -> None:
         """Remove one face for good from searches (`facerep gallery compact` erases its bytes)."""
@@ -160,9 +151,7 @@ class FaceService:
         await loop.run_in_executor(self._write_pool, self._remove_face, gallery, face_id)
 
     def _remove_face(self, gallery: str, face_id: int) -> None:
-        with self.galleries.write_lock:
-            removed = self.galleries.get(gallery).remove(face_id)
-        if removed == 0:
+        if not self.galleries.remove(gallery, face_id):
             raise ServiceError(404, "face_not_found", f"no face {face_id} in gallery {gallery!r}")
 
     async def search(self, gallery: str, photo: Photo, k: int) -> tuple[Face, list[Match]]:

@@ -2,22 +2,24 @@
 
 A name is checked against `GALLERY_NAME` in full before it touches the filesystem, so no name
 can climb out of the directory (`..`, slashes, NUL, a trailing newline) or hide (`.name`).
-Galleries are opened on first use and stay open; writes are serialised here, whatever the
-Gallery class does inside, while searches go straight to it.
+Galleries are opened on first use and stay open. Opening one (loading or rebuilding its index
+may take seconds) holds up only the requests for that gallery, never the others or /metrics.
+The registry counts each gallery's faces for /metrics: once when it opens, then with every add
+and removal made through it (other processes' writes show once the server reopens it).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from facerep.encoders.base import Encoder
 from facerep.service.errors import ServiceError
 from facerep.tasks.gallery import Gallery
-
-log = logging.getLogger("facerep.service")
+from facerep.types import Box
 
 # Letters, digits, `_` and `-`, starting with a letter or digit, at most 64 characters.
 GALLERY_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -26,7 +28,7 @@ _NAME = re.compile(GALLERY_NAME)
 
 def check_gallery_name(name: str) -> str:
     """`name` if it is a valid gallery name, else a 422 ServiceError."""
-    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+    if _NAME.fullmatch(name) is None:
         raise ServiceError(
             422,
             "invalid_request",
@@ -41,41 +43,68 @@ class GalleryRegistry:
     def __init__(self, root: Path, encoder: Encoder):
         self.root = root
         self.encoder = encoder
+        self._lock = threading.Lock()  # guards the three dicts, never held while opening
         self._open: dict[str, Gallery] = {}
-        self._lock = threading.Lock()  # guards opening and creating
-        self.write_lock = threading.Lock()  # one gallery write at a time, server-wide
-
-    def path_of(self, name: str) -> Path:
-        """The folder of gallery `name`: always a direct child of the root."""
-        path = self.root / check_gallery_name(name)
-        if path.parent != self.root:  # cannot happen for a valid name; never trust that alone
-            raise ServiceError(422, "invalid_request", "invalid gallery name")
-        return path
+        self._sizes: dict[str, int] = {}  # faces in each open gallery, for /metrics
+        self._opening: dict[str, threading.Event] = {}  # set once that gallery's open ended
 
     def get(self, name: str, *, create: bool = False) -> Gallery:
-        """The open gallery `name`.
+        """The open gallery `name` (opened now if it is not yet).
 
         Raises:
+            ServiceError: `name` is not a valid gallery name (422).
             GalleryError: it does not exist (and `create` is false) or cannot be opened.
         """
-        path = self.path_of(name)
-        with self._lock:
-            if name in self._open:
-                return self._open[name]
-            # A GalleryError (missing, damaged, another encoder's) is answered by its kind.
+        path = self.root / check_gallery_name(name)
+        while True:
+            with self._lock:
+                if name in self._open:
+                    return self._open[name]
+                opening = self._opening.get(name)
+                if opening is None:
+                    opening = self._opening[name] = threading.Event()
+                    break
+            # Another thread is opening it: wait, then look again (its open may have failed,
+            # or not created what this caller may create).
+            opening.wait()
+        try:
             gallery = Gallery(path, self.encoder, create=create)
-            self._open[name] = gallery
-            return gallery
+            size = len(gallery)
+            with self._lock:
+                self._open[name], self._sizes[name] = gallery, size
+        finally:
+            with self._lock:
+                del self._opening[name]
+            opening.set()
+        return gallery
+
+    def add(
+        self, name: str, embedding: np.ndarray, label: str, source: str | None, box: Box
+    ) -> int:
+        """Enrol one `[D]` embedding in gallery `name` (created if new); returns its face id."""
+        gallery = self.get(name, create=True)
+        [face_id] = gallery.add_embeddings(embedding[None], [label], sources=[source], boxes=[box])
+        with self._lock:
+            self._sizes[name] += 1
+        return face_id
+
+    def remove(self, name: str, face_id: int) -> bool:
+        """Remove face `face_id` from gallery `name`; whether it was there."""
+        removed = self.get(name).remove(face_id)
+        with self._lock:
+            self._sizes[name] -= removed
+        return removed > 0
 
     def sizes(self) -> dict[str, int]:
-        """Faces in each open gallery."""
+        """Faces in each open gallery, as counted at opening and by this server's writes."""
         with self._lock:
-            opened = dict(self._open)
-        return {name: len(gallery) for name, gallery in opened.items()}
+            return dict(self._sizes)
 
     def close(self) -> None:
         """Close every open gallery (saving its index when it has grown)."""
         with self._lock:
-            for gallery in self._open.values():
-                gallery.close()
+            opened = list(self._open.values())
             self._open.clear()
+            self._sizes.clear()
+        for gallery in opened:
+            gallery.close()

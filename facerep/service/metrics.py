@@ -6,7 +6,9 @@
 - `facerep_http_request_duration_seconds{method, route}`: histogram of request latency.
 - `facerep_embed_batches_total`, `facerep_embed_crops_total`: encoder calls and the crops they
   embedded (their ratio is the mean batch size).
-- `facerep_gallery_faces{gallery}`: gauge of faces in each gallery this server has opened.
+- `facerep_gallery_faces{gallery}`: gauge of faces in each gallery this server has opened,
+  counted when it opened and kept up to date with this server's adds and removals; faces that
+  other processes add or remove show once the server reopens the gallery (a restart).
 """
 
 from __future__ import annotations

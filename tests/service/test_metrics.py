@@ -46,12 +46,13 @@ def test_render_counts_buckets_and_escapes_labels() -> None:
 
 def test_metrics_endpoint_after_traffic(client: TestClient, orl) -> None:
     files = {"image": ("a.pgm", orl(1, 1))}
-    assert (
-        client.post(
-            "/v1/galleries/metered/faces", files=files, data={"label": "a"}, headers=AUTH
-        ).status_code
-        == 201
-    )
+    for label in ("a", "b"):
+        answer = client.post(
+            "/v1/galleries/metered/faces", files=files, data={"label": label}, headers=AUTH
+        )
+        assert answer.status_code == 201
+    removed = client.delete(f"/v1/galleries/metered/faces/{answer.json()['id']}", headers=AUTH)
+    assert removed.status_code == 200
     client.post("/v1/embed", files=files)
     client.post("/v1/galleries/missing/search", files=files)
     client.get("/no/such/path")
@@ -70,5 +71,5 @@ def test_metrics_endpoint_after_traffic(client: TestClient, orl) -> None:
     )
     assert samples[f'{total}{{method="GET",route="unmatched",status="404"}}'] >= 1
     assert any('method="other"' in key for key in samples)  # made-up methods mint no labels
-    assert samples['facerep_gallery_faces{gallery="metered"}'] == 1
+    assert samples['facerep_gallery_faces{gallery="metered"}'] == 1  # two added, one removed
     assert samples["facerep_embed_crops_total"] >= samples["facerep_embed_batches_total"] >= 2
