@@ -20,7 +20,6 @@ class World:
 
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
 
     @property
     def is_main(self) -> bool:
@@ -34,15 +33,13 @@ def init_distributed(device: torch.device) -> World:
         return World()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return World(dist.get_rank(), dist.get_world_size())
 
 
-def training_device(world_local_rank: int | None = None) -> torch.device:
-    """CUDA (this process's GPU under torchrun) when present, else the CPU."""
+def training_device() -> torch.device:
+    """CUDA (this process's GPU under torchrun: LOCAL_RANK) when present, else the CPU."""
     if torch.cuda.is_available():
-        index = (
-            int(os.environ.get("LOCAL_RANK", "0")) if world_local_rank is None else world_local_rank
-        )
+        index = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     return torch.device("cpu")
@@ -72,9 +69,9 @@ def gather_interleaved(rows: torch.Tensor, world: World) -> torch.Tensor:
 
 def max_parameter_spread(model: torch.nn.Module, world: World) -> float:
     """Largest difference of any parameter between processes (0.0 when they agree)."""
-    flat = torch.cat([p.detach().float().reshape(-1) for p in model.parameters()])
     if world.size == 1:
         return 0.0
+    flat = torch.cat([p.detach().float().reshape(-1) for p in model.parameters()])
     high, low = flat.clone(), flat.clone()
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     dist.all_reduce(low, op=dist.ReduceOp.MIN)

@@ -169,7 +169,7 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue  # the fixed sin-cos position embeddings
-        is_matrix = param.ndim > 1 and not name.endswith(("token", "pos_embed"))
+        is_matrix = param.ndim > 1 and not name.endswith("token")
         (decay if is_matrix else no_decay).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay},

@@ -6,6 +6,7 @@ greyed out) and the reconstruction with the visible patches pasted back, as in M
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +29,10 @@ def reconstruction_grid(
     mean: torch.Tensor,
     std: torch.Tensor,
 ) -> np.ndarray:
-    """Rows of original | masked | reconstruction for `imgs` `[n, 3, S, S]` in [0, 1].
+    """Rows of original | masked | reconstruction for `imgs` `[n, 3, H, W]` in [0, 1].
 
-    Returns an `[n*S, 3*S, 3]` uint8 image.
+    The model's `patch_size`, `in_chans` and `grid_size` lay its predicted patches out.
+    Returns an `[n*H, 3*W, 3]` uint8 image.
     """
     inputs = (imgs - mean) / std
     model.eval()
@@ -38,16 +40,17 @@ def reconstruction_grid(
         _, pred, mask = model(inputs, mask=mask)
     model.train()
     p = model.patch_size
+    to_images = partial(unpatchify, p=p, channels=model.in_chans, grid=model.grid_size)
     pred = pred.float()
     if getattr(model, "norm_pix_loss", False):
         # The target was each input patch normalised: give the prediction its mean and spread back.
         patch_mean, patch_std = patch_norm_stats(patchify(inputs, p))
         pred = pred * patch_std + patch_mean
-    predicted = unpatchify(pred, p) * std + mean  # back from the model's input space to [0, 1]
+    predicted = to_images(pred) * std + mean  # back from the model's input space to [0, 1]
     visible = mask[..., None] == 0
     target = patchify(imgs, p)
-    recon = unpatchify(torch.where(visible, target, patchify(predicted, p)), p)
-    masked = unpatchify(torch.where(visible, target, torch.full_like(target, 0.5)), p)
+    recon = to_images(torch.where(visible, target, patchify(predicted, p)))
+    masked = to_images(torch.where(visible, target, torch.full_like(target, 0.5)))
     rows = torch.cat([imgs, masked, recon.clamp(0, 1)], dim=3)  # [n, 3, S, 3S]
     grid = rows.permute(0, 2, 3, 1).reshape(-1, rows.shape[3], 3)
     return (grid.cpu().numpy() * 255).round().astype(np.uint8)

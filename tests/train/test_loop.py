@@ -11,10 +11,17 @@ import torch
 
 import facerep
 from facerep.data.store import open_dataset
+from facerep.models import create_model
 from facerep.train import loop
 from facerep.train.checkpoint import load_checkpoint, load_weights
 from facerep.train.config import TrainConfig
-from facerep.train.loop import TrainingDiverged, lr_at, pretrain, resume_config
+from facerep.train.loop import (
+    TrainingDiverged,
+    lr_at,
+    pretrain,
+    resume_config,
+    weight_decay_groups,
+)
 
 
 def tiny_config(data: Path, out: Path, **changes: object) -> TrainConfig:
@@ -87,6 +94,23 @@ def test_every_strategy_model_and_precision_trains(lfw_dataset, tmp_path, model,
 def test_batch_larger_than_the_data_is_a_clear_error(lfw_dataset, tmp_path):
     with pytest.raises(ValueError, match=r"batch size 128 exceeds the 9\d faces"):
         pretrain(tiny_config(lfw_dataset, tmp_path / "run", batch_size=128))
+
+
+@pytest.mark.parametrize("name", ["vit-test", "conv-ae"])
+def test_weight_decay_falls_on_weight_matrices_only(name: str) -> None:
+    model = create_model(name, img_size=32)
+    decay, no_decay = weight_decay_groups(model, 0.05)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.05, 0.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    spared = {names[id(p)] for p in no_decay["params"]}
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert decayed | spared == trained and not decayed & spared  # fixed pos embeds in neither
+    assert all(p.ndim > 1 and not names[id(p)].endswith("token") for p in decay["params"])
+    assert all(p.ndim == 1 or names[id(p)].endswith("token") for p in no_decay["params"])
+    if name == "vit-test":
+        assert {"cls_token", "mask_token", "norm.weight", "blocks.0.attn.qkv.bias"} <= spared
+        assert "pos_embed" not in trained | spared
 
 
 def test_lr_schedule_warms_up_then_decays_to_the_floor():

@@ -16,11 +16,11 @@ from facerep.train.observe import epoch_means, reconstruction_grid, save_loss_cu
 class PerfectModel(nn.Module):
     """Predicts every patch exactly, in the target space its loss would use."""
 
-    patch_size, in_chans, grid_size = 8, 3, (4, 4)
+    patch_size, in_chans = 8, 3
 
-    def __init__(self, norm_pix_loss: bool):
+    def __init__(self, norm_pix_loss: bool, grid_size: tuple[int, int]):
         super().__init__()
-        self.norm_pix_loss = norm_pix_loss
+        self.norm_pix_loss, self.grid_size = norm_pix_loss, grid_size
 
     def forward(self, imgs: torch.Tensor, mask: torch.Tensor):
         target = patchify(imgs, self.patch_size)
@@ -30,18 +30,22 @@ class PerfectModel(nn.Module):
         return torch.zeros(()), target, mask
 
 
-@pytest.mark.parametrize("norm_pix_loss", [False, True])
-def test_a_perfect_prediction_reconstructs_the_original(norm_pix_loss: bool) -> None:
-    imgs = torch.rand(2, 3, 32, 32)
-    mask = random_mask(2, 16, 0.75, generator=torch.Generator().manual_seed(0)).mask
+@pytest.mark.parametrize(("norm_pix_loss", "height"), [(False, 32), (True, 32), (True, 16)])
+def test_a_perfect_prediction_reconstructs_the_original(norm_pix_loss: bool, height: int) -> None:
+    grid_size = (height // 8, 4)  # 16 px high: a 2x4 grid, not square
+    length = grid_size[0] * grid_size[1]
+    imgs = torch.rand(2, 3, height, 32)
+    mask = random_mask(2, length, 0.75, generator=torch.Generator().manual_seed(0)).mask
     mean = torch.tensor([0.5, 0.4, 0.3])[None, :, None, None]
     std = torch.tensor([0.2, 0.25, 0.3])[None, :, None, None]
-    grid = reconstruction_grid(PerfectModel(norm_pix_loss), imgs, mask, mean, std)
-    assert grid.shape == (2 * 32, 3 * 32, 3) and grid.dtype == np.uint8
-    rows = grid.reshape(2, 32, 3, 32, 3).astype(int)  # face, y, column, x, channel
+    model = PerfectModel(norm_pix_loss, grid_size)
+    grid = reconstruction_grid(model, imgs, mask, mean, std)
+    assert grid.shape == (2 * height, 3 * 32, 3) and grid.dtype == np.uint8
+    rows = grid.reshape(2, height, 3, 32, 3).astype(int)  # face, y, column, x, channel
     original, masked, recon = rows[:, :, 0], rows[:, :, 1], rows[:, :, 2]
     assert np.abs(recon - original).max() <= 1  # uint8 rounding only
-    hidden = mask.reshape(2, 4, 4).repeat_interleave(8, 1).repeat_interleave(8, 2).bool().numpy()
+    hidden = mask.reshape(2, *grid_size).repeat_interleave(8, 1).repeat_interleave(8, 2)
+    hidden = hidden.bool().numpy()
     assert np.all(masked[hidden] == 128) and np.all(masked[~hidden] == original[~hidden])
 
 
