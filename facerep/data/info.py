@@ -14,22 +14,26 @@ def describe_dataset(root: str | Path) -> dict:
     """Counts of a prepared dataset as one JSON-ready dict.
 
     Keys: `faces`, `images` (inputs that gave a face), `identities`, `failures` (inputs that gave
-    none), `failures_by_reason`, `ignored`, `images_per_identity` (min/median/max), `splits`,
-    `size` (crop side), `detector`, `path`.
+    none, `FAILED_STATUSES`), `failures_by_reason`, `duplicates` (copies of an input stored
+    once), `ignored` (names that are not images'), `images_per_identity` (min/median/max),
+    `splits`, `size` (crop side), `detector`, `path`.
     """
     data = open_dataset(root)
-    ok_files = [f for f in data.files if f[4] == "ok"]
-    per_identity = Counter(f[2] for f in ok_files if f[2] is not None)
+    outcomes = data.outcomes()
+    per_identity = Counter(
+        f.identity for f in data.files if f.status == "ok" and f.identity is not None
+    )
     failures = data.failures()
-    counts = np.array(sorted(per_identity.values()) or [0])
+    counts = np.array(sorted(per_identity.values()))
     return {
         "path": str(data.root),
         "faces": len(data),
-        "images": len(ok_files),
+        "images": outcomes["ok"],
         "identities": len(per_identity),
         "failures": sum(failures.values()),
         "failures_by_reason": failures,
-        "ignored": sum(1 for f in data.files if f[4] == "ignored"),
+        "duplicates": outcomes["duplicate"],
+        "ignored": outcomes["ignored"],
         "images_per_identity": {
             "min": int(counts.min()),
             "median": float(np.median(counts)),

@@ -18,7 +18,13 @@ from typing import Literal
 import numpy as np
 
 from facerep.data.sources import IgnoredFile, Layout, SourceItem, walk_source
-from facerep.data.store import DatasetWriter, FaceRow, FileRecord
+from facerep.data.store import (
+    ERROR_STATUSES,
+    FAILED_STATUSES,
+    DatasetWriter,
+    FaceRow,
+    FileRecord,
+)
 from facerep.faces.align import DEFAULT_PADDING, alignment_template
 from facerep.faces.dlib_models import DetectorName
 from facerep.faces.find import ImageTooSmallError, find_faces
@@ -69,10 +75,13 @@ class PrepareSummary:
 
     @property
     def failed(self) -> int:
-        """Inputs that produced no face this run (duplicates and ignored names excluded)."""
-        return sum(
-            n for status, n in self.outcomes.items() if status not in ("ok", "duplicate", "ignored")
-        )
+        """Inputs that failed this run (`FAILED_STATUSES`); duplicates and ignored names did not."""
+        return sum(n for status, n in self.outcomes.items() if status in FAILED_STATUSES)
+
+    @property
+    def duplicates(self) -> int:
+        """Inputs this run found to be copies of one already stored (kept once, not failures)."""
+        return self.outcomes["duplicate"]
 
 
 Progress = Callable[[int, int], None]
@@ -134,7 +143,7 @@ def _commit(writer: DatasetWriter, records: list[FileRecord], summary: PrepareSu
     for record in records:
         summary.outcomes[record.status] += 1
         summary.faces_added += len(record.faces)
-        if record.status in ("corrupt", "refused", "unreadable", "error"):
+        if record.status in ERROR_STATUSES:
             summary.errors.append(f"{record.path}: {record.reason}")
 
 

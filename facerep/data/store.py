@@ -17,10 +17,11 @@ import fcntl
 import json
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -46,8 +47,7 @@ CREATE TABLE IF NOT EXISTS faces (
 );
 """
 
-# Outcomes of an input file. `ok` produced faces; the rest are listed in report.csv, and all
-# but `ignored` (files whose names are not images, e.g. a README) count as failures.
+# Outcomes of an input file. `ok` produced faces; every other outcome is listed in report.csv.
 FileStatus = Literal[
     "ok",
     "no_face",
@@ -59,6 +59,14 @@ FileStatus = Literal[
     "error",
     "ignored",
 ]
+# Inputs that gave no face of their own fault: no face in them, or not a usable image. Not
+# failures: a `duplicate` (its content is stored once, under its first path) and an `ignored`
+# file (its name is not an image's, e.g. a README); both are counted apart.
+FAILED_STATUSES: frozenset[FileStatus] = frozenset(
+    {"no_face", "too_small", "corrupt", "refused", "unreadable", "error"}
+)
+# The failures that are errors: files that could not be read or decoded, and internal bugs.
+ERROR_STATUSES: frozenset[FileStatus] = frozenset({"corrupt", "refused", "unreadable", "error"})
 
 
 @dataclass
@@ -88,6 +96,18 @@ class FileRecord:
 
     def __post_init__(self) -> None:
         self.key = self.key or self.path
+
+
+class StoredFile(NamedTuple):
+    """One input's row of the manifest's `files` table, as a reader sees it."""
+
+    path: str
+    hash: str | None
+    identity: str | None
+    split: str | None
+    status: FileStatus
+    reason: str | None
+    faces: int
 
 
 class DatasetError(ValueError):
@@ -248,6 +268,7 @@ class PreparedDataset:
         landmarks: `[N, 5, 2]` landmarks in crop pixels; `poses`: `[N, 3]` yaw, pitch, roll.
         boxes: `[N, 4]` detector boxes in source pixels; `scores`: `[N]` detector scores.
         splits: `[N]` source split folder (e.g. "train"), None where there was none.
+        files: a `StoredFile` per input ever recorded, whatever its outcome, in order.
     """
 
     def __init__(self, root: str | Path):
@@ -262,9 +283,13 @@ class PreparedDataset:
                 "SELECT source, identity, split, face_index, box, score, landmarks, yaw, pitch,"
                 " roll FROM faces ORDER BY row"
             ).fetchall()
-            self.files = db.execute(
-                "SELECT path, hash, identity, split, status, reason, faces FROM files ORDER BY id"
-            ).fetchall()
+            self.files = [
+                StoredFile(*row)
+                for row in db.execute(
+                    "SELECT path, hash, identity, split, status, reason, faces FROM files"
+                    " ORDER BY id"
+                )
+            ]
         except (sqlite3.DatabaseError, json.JSONDecodeError) as e:
             raise DatasetError(f"{manifest}: damaged manifest ({e})") from None
         finally:
@@ -289,13 +314,13 @@ class PreparedDataset:
     def __len__(self) -> int:
         return len(self.sources)
 
+    def outcomes(self) -> Counter[str]:
+        """Count of input files by status (`FileStatus`)."""
+        return Counter(f.status for f in self.files)
+
     def failures(self) -> dict[str, int]:
-        """Count of input files that produced no face, by status."""
-        counts: dict[str, int] = {}
-        for *_, status, _reason, _faces in self.files:
-            if status not in ("ok", "ignored"):
-                counts[status] = counts.get(status, 0) + 1
-        return counts
+        """Count of input files that failed (`FAILED_STATUSES`), by status."""
+        return {s: n for s, n in self.outcomes().items() if s in FAILED_STATUSES}
 
 
 def _open_crops(path: Path, count: int, size: int) -> np.ndarray:

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 
 from facerep.data import prepare
+from facerep.data.info import describe_dataset
 from facerep.data.prepare import PrepareOptions, prepare_dataset
-from facerep.data.store import MANIFEST_FILE, open_dataset
+from facerep.data.store import FAILED_STATUSES, MANIFEST_FILE, open_dataset
 from facerep.faces.find import find_faces
 from facerep.images import load_image
 from tests.conftest import write_face_folder
@@ -92,6 +93,7 @@ def test_every_bad_file_is_reported_and_the_rest_processed(faces_dir: Path, tmp_
     Image.new("RGB", (6, 6)).save(faces_dir / "id2" / "tiny.png")
     Image.new("RGB", (2000, 1000)).save(faces_dir / "id3" / "huge.png")
     (faces_dir / "notes.txt").write_text("hello")
+    shutil.copy(faces_dir / "id0" / "0.png", faces_dir / "id3" / "copy.png")
     options = PrepareOptions(size=32, max_pixels=1_000_000)
     summary = prepare_dataset(faces_dir, tmp_path / "out", options)
     report = read_report(tmp_path / "out")
@@ -102,8 +104,19 @@ def test_every_bad_file_is_reported_and_the_rest_processed(faces_dir: Path, tmp_
     assert report["tiny.png"][0] == "too_small"
     assert report["huge.png"][0] == "refused" and "exceeds the limit" in report["huge.png"][1]
     assert report["notes.txt"] == ("ignored", "not an image file name")
+    assert report["copy.png"][0] == "duplicate"
     assert summary.outcomes["ok"] >= 10  # the good faces were all still processed
     assert len(summary.errors) == 4 and all("\n" not in e for e in summary.errors)
+    # Six inputs failed (a duplicate and a README did not), and `info` says the same.
+    assert summary.failed == 6 + (12 - summary.outcomes["ok"])
+    assert summary.duplicates == 1 and summary.outcomes["ignored"] == 1
+    info = describe_dataset(tmp_path / "out")
+    assert info["failures"] == summary.failed
+    assert info["failures_by_reason"] == {
+        status: n for status, n in summary.outcomes.items() if status in FAILED_STATUSES
+    }
+    assert info["duplicates"] == summary.duplicates and info["ignored"] == 1
+    assert info["images"] == summary.outcomes["ok"] and info["faces"] == summary.total_faces
 
 
 def test_two_workers_give_the_same_dataset_as_one(

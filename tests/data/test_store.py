@@ -52,6 +52,19 @@ def test_round_trip(tmp_path: Path) -> None:
     assert data.landmarks.shape == (3, 5, 2) and data.poses.tolist()[0] == [1.0, 2.0, 3.0]
     assert data.failures() == {"no_face": 1}
     assert (tmp_path / "report.csv").read_text().splitlines()[1].startswith("b.jpg,no_face")
+    assert data.files[1].path == "b.jpg" and data.files[1].status == "no_face"
+    assert data.files[2].identity == "bob" and data.files[2].faces == 1
+
+
+def test_duplicates_and_ignored_files_are_not_failures(tmp_path: Path) -> None:
+    copy = FileRecord("copy.jpg", "hash-a.jpg", "duplicate", "same content as a.jpg")
+    readme = FileRecord("README.md", None, "ignored", "not an image file name")
+    broken = FileRecord("broken.jpg", "hash-broken", "corrupt", "truncated")
+    with DatasetWriter(tmp_path, SIZE, {}) as writer:
+        writer.add([record("a.jpg", 1), record("b.jpg", 0), copy, readme, broken])
+    data = open_dataset(tmp_path)
+    assert data.failures() == {"no_face": 1, "corrupt": 1}
+    assert data.outcomes() == {"ok": 1, "no_face": 1, "duplicate": 1, "ignored": 1, "corrupt": 1}
 
 
 def test_bytes_left_by_a_crash_are_dropped(tmp_path: Path) -> None:
