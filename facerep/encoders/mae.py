@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from facerep.encoders.base import file_digest, l2_normalise
+from facerep.models.mae import Pool
 from facerep.models.registry import ModelConfig, build_model
 from facerep.train.checkpoint import WEIGHTS_FILE, load_weights, read_run_config
-
-Pool = Literal["mean", "cls"]
 
 
 class RunEncoder:
