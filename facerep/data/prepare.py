@@ -11,7 +11,7 @@ import hashlib
 import multiprocessing
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +24,7 @@ from facerep.data.store import (
     DatasetWriter,
     FaceRow,
     FileRecord,
+    FileStatus,
 )
 from facerep.faces.align import DEFAULT_PADDING, alignment_template
 from facerep.faces.dlib_models import DetectorName
@@ -44,7 +45,12 @@ FILES_PER_WORKER = 100
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    """How faces are found and cropped; stored in the dataset's meta so re-runs stay consistent."""
+    """How faces are found and cropped.
+
+    Every option but `max_pixels` is stored in the dataset's meta and checked when a run adds to
+    the dataset, so it never mixes faces found or cut two ways; `max_pixels` only limits what one
+    run will decode.
+    """
 
     size: int = 112  # crop side in pixels; 64 for small models
     padding: float = DEFAULT_PADDING  # margin around the 5-point template (dlib's convention)
@@ -55,6 +61,12 @@ class PrepareOptions:
     # else), every face in an unlabeled folder.
     faces: FacesPerImage = "auto"
     max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def meta(self) -> dict[str, object]:
+        """The options a dataset's meta records and checks, with the template they give."""
+        options = {k: v for k, v in asdict(self).items() if k != "max_pixels"}
+        template = alignment_template(self.size, self.padding).round(3).tolist()
+        return {**options, "template": template}
 
 
 @dataclass
@@ -85,6 +97,9 @@ class PrepareSummary:
 
 
 Progress = Callable[[int, int], None]
+# A worker's job: the input's place in the source order, its record so far (status "ok", to be
+# filled in), and its bytes or, for a built-in sample, its pixels.
+Task = tuple[int, FileRecord, bytes | np.ndarray]
 
 
 def prepare_dataset(
@@ -103,17 +118,16 @@ def prepare_dataset(
     Re-running on the same `out` skips inputs already recorded (by content hash and path
     relative to `source`) and completes an interrupted run. Returns counts by outcome;
     report.csv in `out` lists every failure.
+
+    Raises:
+        DatasetError: `out` was prepared with other options (see `PrepareOptions`), or another
+            prepare is writing it.
     """
     options = options or PrepareOptions()
     items, ignored = walk_source(source, layout, split)
     summary = PrepareSummary(found=len(items))
-    meta = {
-        "padding": options.padding,
-        "detector": options.detector,
-        "template": alignment_template(options.size, options.padding).round(3).tolist(),
-    }
     with (
-        DatasetWriter(out, options.size, meta) as writer,
+        DatasetWriter(out, options.size, options.meta()) as writer,
         _Executor(options, _useful_workers(workers, len(items))) as executor,
     ):
         screen = _Screen(writer.known_inputs(), summary)
@@ -162,7 +176,7 @@ class _Screen:
             if status != "duplicate":
                 self.seen.setdefault(digest, path)
 
-    def sort(self, items: list[SourceItem], offset: int) -> tuple[list, list[tuple]]:
+    def sort(self, items: list[SourceItem], offset: int) -> tuple[list, list[Task]]:
         """(index, record) for inputs settled here, and worker tasks for the rest."""
         records, tasks = [], []
         for index, item in enumerate(items, start=offset):
@@ -179,13 +193,13 @@ class _Screen:
                 records.append((index, _record(item, digest, "duplicate", reason)))
             else:
                 self.seen[digest] = item.name
-                tasks.append(
-                    (index, item.name, item.key, item.identity, item.split, digest, payload)
-                )
+                tasks.append((index, _record(item, digest, "ok"), payload))
         return records, tasks
 
 
-def _record(item: SourceItem, digest: str | None, status: str, reason: str) -> FileRecord:
+def _record(
+    item: SourceItem, digest: str | None, status: FileStatus, reason: str | None = None
+) -> FileRecord:
     return FileRecord(item.name, digest, status, reason, item.identity, item.split, key=item.key)
 
 
@@ -217,7 +231,7 @@ class _Executor:
             )
         return self
 
-    def submit(self, tasks: list[tuple]) -> Callable[[], list[tuple[int, FileRecord]]]:
+    def submit(self, tasks: list[Task]) -> Callable[[], list[tuple[int, FileRecord]]]:
         """Start a batch; the returned callable waits for its `(index, record)` results."""
         if self.pool is None:
             results = [process_input(task, self.options) for task in tasks]
@@ -263,18 +277,17 @@ def _init_worker(options: PrepareOptions) -> None:
     _worker_options = options
 
 
-def _process_in_worker(task: tuple) -> tuple[int, FileRecord]:
+def _process_in_worker(task: Task) -> tuple[int, FileRecord]:
     assert _worker_options is not None
     return process_input(task, _worker_options)
 
 
-def process_input(task: tuple, options: PrepareOptions) -> tuple[int, FileRecord]:
+def process_input(task: Task, options: PrepareOptions) -> tuple[int, FileRecord]:
     """Decode one input and find its faces; every failure becomes a record, never an exception.
 
     Returns the task's index with the record, so batches can be put back in source order.
     """
-    index, name, key, identity, split, digest, payload = task
-    record = FileRecord(name, digest, "ok", None, identity, split, key=key)
+    index, record, payload = task
     return index, _fill_record(record, payload, options)
 
 

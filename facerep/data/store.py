@@ -151,13 +151,17 @@ class DatasetWriter:
         return self.size * self.size * 3
 
     def _check_meta(self, wanted: dict[str, object]) -> None:
+        """Record `wanted` in a new dataset; refuse to add to one that was made otherwise.
+
+        A key an older dataset lacks is recorded now, as nothing says how it was made.
+        """
         stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         for key, value in wanted.items():
             text = json.dumps(value)
             if key not in stored:
                 with self._db:
                     self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, text))
-            elif key in ("size", "padding", "format", "detector") and stored[key] != text:
+            elif json.loads(stored[key]) != json.loads(text):  # 0 and 0.0 are the same setting
                 raise DatasetError(
                     f"{self.root}: prepared with {key}={stored[key]}, not {text}; "
                     f"use the same {key} or a new output folder"

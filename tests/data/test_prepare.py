@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from PIL import Image
 from facerep.data import prepare
 from facerep.data.info import describe_dataset
 from facerep.data.prepare import PrepareOptions, prepare_dataset
-from facerep.data.store import FAILED_STATUSES, MANIFEST_FILE, open_dataset
+from facerep.data.store import FAILED_STATUSES, MANIFEST_FILE, DatasetError, open_dataset
 from facerep.faces.find import find_faces
 from facerep.images import load_image
 from tests.conftest import write_face_folder
@@ -73,6 +75,28 @@ def test_rerun_with_another_spelling_of_the_source_skips_everything(
     monkeypatch.chdir(faces_dir.parent)
     again = prepare_dataset(Path("src"), tmp_path / "out", SMALL)
     assert again.already_done == 12 and again.outcomes.get("duplicate", 0) == 0
+
+
+def test_a_run_adding_faces_found_or_cut_otherwise_is_refused(
+    tmp_path: Path, lfw_faces: np.ndarray
+) -> None:
+    src, out = write_face_folder(tmp_path / "src", lfw_faces[:1], per_identity=1), tmp_path / "out"
+    options = PrepareOptions(size=32, upsample=0, min_face=0.0, faces="auto")
+    prepare_dataset(src, out, options)
+    meta = open_dataset(out).meta
+    recorded = dict(size=32, padding=0.25, detector="hog", upsample=0, min_face=0.0, faces="auto")
+    assert {key: meta[key] for key in recorded} == recorded and "max_pixels" not in meta
+    for change, message in (
+        ({"upsample": 1}, "prepared with upsample=0, not 1"),
+        ({"min_face": 20.0}, "prepared with min_face=0.0, not 20.0"),
+        ({"faces": "all"}, 'prepared with faces="auto", not "all"'),
+        ({"padding": 0.3}, "prepared with padding=0.25, not 0.3"),
+    ):
+        with pytest.raises(DatasetError, match=re.escape(message)):
+            prepare_dataset(src, out, replace(options, **change))
+    # The same settings spelled otherwise, and another decoding limit, add to it.
+    same = replace(options, min_face=0, max_pixels=options.max_pixels // 2)
+    assert prepare_dataset(src, out, same).already_done == 1
 
 
 def test_exact_duplicates_are_kept_once_and_reported(faces_dir: Path, tmp_path: Path) -> None:

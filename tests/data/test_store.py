@@ -86,6 +86,11 @@ def test_a_different_crop_size_or_detector_is_refused(tmp_path: Path) -> None:
         DatasetWriter(tmp_path, 16, {})
     with pytest.raises(DatasetError, match='prepared with detector="hog", not "cnn"'):
         DatasetWriter(tmp_path, SIZE, {"detector": "cnn"})
+    # Every meta key is checked; one an older dataset lacks is recorded by the next writer.
+    DatasetWriter(tmp_path, SIZE, {"min_face": 0}).close()
+    DatasetWriter(tmp_path, SIZE, {"min_face": 0.0, "detector": "hog"}).close()  # the same
+    with pytest.raises(DatasetError, match=r"prepared with min_face=0, not 12\.5"):
+        DatasetWriter(tmp_path, SIZE, {"min_face": 12.5})
 
 
 def test_a_failed_commit_does_not_shift_later_crops(tmp_path: Path) -> None:
