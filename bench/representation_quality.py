@@ -36,6 +36,7 @@ from facerep.eval.harness import (
     load_attribute_data,
     load_eval_data,
 )
+from facerep.eval.report import attribute_table, markdown_table
 from facerep.files import atomic_write
 from facerep.train.config import TrainConfig
 from facerep.train.loop import pretrain
@@ -52,6 +53,13 @@ HEADLINE = (
     "pairwise_f1",
     "linear_5shot",
 )
+
+# The report's probe columns at this page's precision: fractions to 4 places, no face count.
+ATTRIBUTE_COLUMNS = [
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("majority_accuracy", "majority", "{:.4f}"),
+    ("roc_auc", "AUC", "{:.4f}"),
+]
 
 
 def prepare_all(data_dir: Path, work: Path) -> dict[str, Path]:
@@ -97,7 +105,7 @@ def identity_tables(datasets: dict[str, Path], runs: list[Path]) -> dict[str, di
     return tables
 
 
-def attribute_table(datasets: dict[str, Path], runs: list[Path]) -> dict[str, dict]:
+def attribute_probes(datasets: dict[str, Path], runs: list[Path]) -> dict[str, dict]:
     """Gender and age-group probes on the UTKFace faces of the unlabeled corpus."""
     data = load_attribute_data(datasets["unlabeled"], "utkface", ["gender", "age_group"])
     encoders = [load_encoder(name) for name in [*BASELINES, *map(str, runs)]]
@@ -125,31 +133,17 @@ def markdown(report: dict) -> str:
             f" on {summary['device']}"
         )
     for dataset, table in report["identity"].items():
-        lines += [
-            "",
-            f"## {dataset}",
-            "",
-            "| encoder | " + " | ".join(HEADLINE) + " |",
-            "|---" * (len(HEADLINE) + 1) + "|",
+        rows = [
+            [encoder, *(f"{m[k]:.4f}" if isinstance(m.get(k), float) else "-" for k in HEADLINE)]
+            for encoder, m in table.items()
         ]
-        for encoder, metrics in table.items():
-            cells = [
-                f"{metrics[k]:.4f}" if isinstance(metrics.get(k), float) else "-" for k in HEADLINE
-            ]
-            lines.append(f"| {encoder} | " + " | ".join(cells) + " |")
+        lines += ["", f"## {dataset}", "", *markdown_table(["encoder", *HEADLINE], rows)]
     lines += [
         "",
         "## Attribute probes (UTKFace part of faces_unlabeled, a third held out)",
         "",
-        "| encoder | attribute | accuracy | majority | AUC |",
-        "|---|---|---|---|---|",
+        *markdown_table(*attribute_table(report["attributes"], ATTRIBUTE_COLUMNS)),
     ]
-    for encoder, per_attribute in report["attributes"].items():
-        for name, p in per_attribute.items():
-            lines.append(
-                f"| {encoder} | {name} | {p['accuracy']:.4f} | "
-                f"{p['majority_accuracy']:.4f} | {p['roc_auc']:.4f} |"
-            )
     return "\n".join(lines) + "\n"
 
 
@@ -171,7 +165,7 @@ def main() -> None:
         "machine": describe_machine(),
         "runs": {str(run): s for run, s in trained},
         "identity": identity_tables(datasets, runs),
-        "attributes": attribute_table(datasets, runs),
+        "attributes": attribute_probes(datasets, runs),
     }
     report["seconds"] = round(time.perf_counter() - start, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.table import Table
 
-from facerep.cli.output import UsageError, console, console_err, print_json
-from facerep.data.store import DatasetError
+from facerep.cli.output import (
+    Json,
+    Quiet,
+    UsageError,
+    console,
+    console_err,
+    print_json,
+    print_table,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from facerep.eval.harness import WhitenMode
@@ -37,7 +44,7 @@ def eval_command(
     pairs: Annotated[Path | None, typer.Option(help="LFW-style pairs.txt to use.")] = None,
     flip: Annotated[bool, typer.Option(help="Average each embedding with its mirror.")] = False,
     whiten: Annotated[
-        Literal["both", "on", "off"] | None,
+        Literal["both", "on", "off"] | None,  # harness.WhitenMode, or None for the default
         typer.Option(
             help="PCA whitening fitted on training identities: report each encoder raw and "
             "whitened (both), whitened or raw [default: both; off with --all-heldout]."
@@ -62,30 +69,24 @@ def eval_command(
     attribute: Annotated[
         list[str] | None, typer.Option(help="Attributes to probe (repeatable; all by default).")
     ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    json: Json = False,
+    quiet: Quiet = False,
 ) -> None:
     """Evaluate encoders on the held-out identities of DATASET and write a report to --out.
 
     Every encoder sees the same seeded identity split, pairs and trials. Writes results.json,
     report.md, report.html, ROC curves, t-SNE maps and nearest-neighbour strips.
     """
-    from facerep.eval.harness import evaluate_all, load_eval_data
-    from facerep.eval.report import SUMMARY_KEYS, results_table, write_report
+    from facerep.eval import harness, report
 
     if attributes is not None:
-        _attribute_probes(
-            dataset,
-            encoder,
-            attributes,
-            attribute,
-            whiten or "both",
-            pool or [],
-            flip,
-            seed,
-            out,
-            json,
-        )
+        with user_errors():
+            probe_data = harness.load_attribute_data(dataset, attributes, attribute, seed=seed)
+            variants = _variants(encoder, whiten or "both", pool or [], flip)
+            probes = harness.evaluate_attributes(probe_data, variants)
+            written = report.write_attribute_report(probes, attributes, out)
+        title = f"{dataset}: attribute probes"
+        _show(probes, report.attribute_table(probes), title, written, json, quiet)
         return
     if all_heldout and whiten not in (None, "off"):
         raise UsageError(
@@ -93,69 +94,36 @@ def eval_command(
             "leaves none; use --whiten off or drop --all-heldout"
         )
     whiten = whiten or ("off" if all_heldout else "both")
-    try:
-        data = load_eval_data(dataset, train_fraction, split_seed, all_heldout)
+    with user_errors():
+        data = harness.load_eval_data(dataset, train_fraction, split_seed, all_heldout)
         variants = _variants(encoder, whiten, pool or [], flip)
-        say = (
-            (lambda name: None)
-            if quiet or json
-            else (lambda name: console_err.print(f"evaluating {name}", highlight=False))
-        )
-        results = evaluate_all(data, variants, lfw_pairs=pairs, seed=seed, on_encoder=say)
-        report = write_report(results, data, out)
-    except (ValueError, DatasetError) as e:
-        raise UsageError(str(e)) from None
-    if json:
-        print_json({r.name: r.metrics for r in results})
-        return
-    if not quiet:
-        header, rows = results_table(results, SUMMARY_KEYS)
-        table = Table(*header, title=f"{dataset} (held-out identities)")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
-        console.print(f"report: {report / 'report.html'}")
+        say = None if quiet or json else _say_evaluating
+        results = harness.evaluate_all(data, variants, lfw_pairs=pairs, seed=seed, on_encoder=say)
+        written = report.write_report(results, data, out) / "report.html"
+    table = report.results_table(results, report.SUMMARY_KEYS)
+    title = f"{dataset} (held-out identities)"
+    _show({r.name: r.metrics for r in results}, table, title, written, json, quiet)
 
 
-def _attribute_probes(
-    dataset: Path,
-    names: list[str],
-    attributes: str,
-    columns: list[str] | None,
-    whiten: WhitenMode,
-    pools: list[int],
-    flip: bool,
-    seed: int,
-    out: Path,
+def _say_evaluating(name: str) -> None:
+    console_err.print(f"evaluating {name}", highlight=False)
+
+
+def _show(
+    payload: object,
+    table: tuple[list[str], list[list[str]]],
+    title: str,
+    written: Path,
     json: bool,
+    quiet: bool,
 ) -> None:
-    """Linear probes of face attributes for every encoder variant, on a seeded held-out third."""
-    from facerep.eval.harness import evaluate_attributes, load_attribute_data
-    from facerep.eval.report import write_attribute_report
-
-    try:
-        data = load_attribute_data(dataset, attributes, columns, seed=seed)
-        results = evaluate_attributes(data, _variants(names, whiten, pools, flip))
-        report = write_attribute_report(results, attributes, out)
-    except (ValueError, DatasetError) as e:
-        raise UsageError(str(e)) from None
+    """The results as JSON, or as a table and where the report is, or (quiet) not at all."""
     if json:
-        print_json(results)
-        return
-    table = Table(
-        "encoder", "attribute", "accuracy", "majority", "AUC", title=f"{dataset}: attribute probes"
-    )
-    for encoder, per_attribute in results.items():
-        for name, m in per_attribute.items():
-            table.add_row(
-                encoder,
-                name,
-                f"{m['accuracy']:.2%}",
-                f"{m['majority_accuracy']:.2%}",
-                f"{m['roc_auc']:.3f}",
-            )
-    console.print(table)
-    console.print(f"report: {report}")
+        print_json(payload)
+    elif not quiet:
+        header, rows = table
+        print_table(rows, *header, title=title)
+        console.print(f"report: {written}")
 
 
 def _variants(names: list[str], whiten: WhitenMode, pools: list[int], flip: bool):

@@ -33,6 +33,12 @@ COLUMNS = [  # (key, header, format)
     ("linear_5shot", "5-shot lin", "{:.2%}"),
     ("knn_5shot", "5-shot kNN", "{:.2%}"),
 ]
+ATTRIBUTE_COLUMNS = [  # (key, header, format) of the attribute-probe table
+    ("accuracy", "accuracy", "{:.2%}"),
+    ("majority_accuracy", "majority", "{:.2%}"),
+    ("roc_auc", "AUC", "{:.3f}"),
+    ("test_faces", "test faces", "{:d}"),
+]
 STRIP_QUERIES = 6
 STRIP_NEIGHBOURS = 5
 
@@ -60,6 +66,31 @@ def results_table(
         [r.name, *(_format(r.metrics.get(key), fmt) for key, _, fmt in columns)] for r in results
     ]
     return header, rows
+
+
+def attribute_table(
+    results: dict[str, dict[str, dict[str, float]]],
+    columns: list[tuple[str, str, str]] = ATTRIBUTE_COLUMNS,
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the attribute-probe table: a row per encoder variant and attribute.
+
+    Args:
+        results: {variant: {attribute: probe metrics}}, as `evaluate_attributes` returns.
+        columns: (key, header, format) of each metric column.
+    """
+    header = ["encoder", "attribute", *(title for _, title, _ in columns)]
+    rows = [
+        [encoder, name, *(_format(metrics.get(key), fmt) for key, _, fmt in columns)]
+        for encoder, per_attribute in results.items()
+        for name, metrics in per_attribute.items()
+    ]
+    return header, rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def _format(value: object, fmt: str) -> str:
@@ -109,16 +140,7 @@ def _intro(data: EvalData) -> str:
 
 
 def _write_markdown(results, data, figures: dict[str, Path], path: Path) -> None:
-    header, rows = results_table(results)
-    lines = [
-        "# facerep evaluation",
-        "",
-        _intro(data),
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["# facerep evaluation", "", _intro(data), "", *markdown_table(*results_table(results))]
     lines += [
         "",
         "Verification: 10-fold accuracy (threshold chosen on 9 folds). Clustering: "
@@ -255,15 +277,8 @@ def write_attribute_report(
         f"Labels: `{source}`. Linear probe (logistic regression on standardised "
         "embeddings), a seeded third of the faces held out.",
         "",
-        "| encoder | attribute | accuracy | majority | AUC | test faces |",
-        "|---|---|---|---|---|---|",
+        *markdown_table(*attribute_table(results)),
     ]
-    for encoder, per_attribute in results.items():
-        for name, m in per_attribute.items():
-            lines.append(
-                f"| {encoder} | {name} | {m['accuracy']:.2%} | "
-                f"{m['majority_accuracy']:.2%} | {m['roc_auc']:.3f} | {m['test_faces']} |"
-            )
     with atomic_write(out / "attributes.md", "w") as f:
         f.write("\n".join(lines) + "\n")
     return out / "attributes.md"

@@ -87,6 +87,13 @@ def test_attribute_probes_from_utkface_names(lfw_faces, tmp_path: Path) -> None:
     assert {"accuracy", "roc_auc", "majority_accuracy", "test_faces"} <= probe.keys()
     assert 15 <= probe["test_faces"] <= 21  # a third of the ~55 labelled faces
     assert (out / "attributes.md").is_file()
+    quiet = facerep("eval", str(tmp_path / "data"), "-e", "pixels", "--attributes", "utkface",
+                    "--attribute", "gender", "--whiten", "off", "--out", str(out), "--quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "", quiet.stderr
+    table = facerep("eval", str(tmp_path / "data"), "-e", "pixels", "--attributes", "utkface",
+                    "--attribute", "gender", "--whiten", "off", "--out", str(out))
+    assert table.returncode == 0, table.stderr
+    assert "test faces" in table.stdout and "attributes.md" in table.stdout
     missing = facerep("eval", str(tmp_path / "data"), "-e", "pixels", "--attributes",
                       str(tmp_path / "nope.csv"), "--out", str(out))
     assert missing.returncode == 2 and "cannot read labels" in missing.stderr
