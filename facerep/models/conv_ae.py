@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from facerep.models.mae import Pool, reconstruction_loss
-from facerep.models.masking import resolve_mask
+from facerep.models.masking import PatchMask, resolve_mask
 from facerep.models.vit import check_image_size, patch_grid, patchify, to_pair
 
 # GroupNorm rather than BatchNorm: zeroed patches and small batches would skew batch statistics.
@@ -82,14 +82,18 @@ class ConvAutoencoder(nn.Module):
         self.decoder_pred = nn.Conv2d(back[-1], in_chans, kernel_size=3, padding=1)
 
     def forward_encoder(
-        self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask: torch.Tensor | None = None
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float = 0.75,
+        mask: torch.Tensor | PatchMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero the masked patches and encode the whole image.
 
         Args:
             imgs: `[N, 3, H, W]`.
             mask_ratio: fraction hidden by a fresh uniform random mask; ignored with `mask`.
-            mask: `[N, L]` 0/1 (1 = masked) made elsewhere, the same count in every row.
+            mask: a `PatchMask` from `masking.py` (used as it is), or an `[N, L]` 0/1 tensor
+                (1 = masked) made elsewhere, the same count in every row (checked).
 
         Returns:
             latent `[N, D, H / 2**depth, W / 2**depth]` and mask `[N, L]` float.
@@ -116,7 +120,10 @@ class ConvAutoencoder(nn.Module):
         return reconstruction_loss(imgs, pred, mask, self.patch_size, self.norm_pix_loss)
 
     def forward(
-        self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask: torch.Tensor | None = None
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float = 0.75,
+        mask: torch.Tensor | PatchMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`imgs [N, 3, H, W]` -> loss (scalar), pred `[N, L, p*p*3]`, mask `[N, L]`."""
         latent, mask = self.forward_encoder(imgs, mask_ratio, mask)

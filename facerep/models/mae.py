@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from facerep.models.masking import resolve_mask
+from facerep.models.masking import PatchMask, resolve_mask
 from facerep.models.vit import LAYER_NORM_EPS, Block, PatchEmbed, patchify, sincos_pos_embed_2d
 
 Pool = Literal["mean", "cls"]
@@ -142,14 +142,18 @@ class MaskedAutoencoder(nn.Module):
         self.apply(_init_linear_and_norm)
 
     def forward_encoder(
-        self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask: torch.Tensor | None = None
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float = 0.75,
+        mask: torch.Tensor | PatchMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encode the visible patches.
 
         Args:
             imgs: `[N, 3, H, W]`.
             mask_ratio: fraction hidden by a fresh uniform random mask; ignored with `mask`.
-            mask: `[N, L]` 0/1 (1 = masked) made elsewhere, the same count in every row.
+            mask: a `PatchMask` from `masking.py` (used as it is), or an `[N, L]` 0/1 tensor
+                (1 = masked) made elsewhere, the same count in every row (checked).
 
         Returns:
             latent `[N, 1 + L_visible, D]` (class token first), mask `[N, L]` float,
@@ -199,7 +203,10 @@ class MaskedAutoencoder(nn.Module):
         return reconstruction_loss(imgs, pred, mask, self.patch_size, self.norm_pix_loss)
 
     def forward(
-        self, imgs: torch.Tensor, mask_ratio: float = 0.75, mask: torch.Tensor | None = None
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float = 0.75,
+        mask: torch.Tensor | PatchMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`imgs [N, 3, H, W]` -> loss (scalar), pred `[N, L, p*p*3]`, mask `[N, L]`."""
         latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, mask)

@@ -55,6 +55,14 @@ class PatchMask(NamedTuple):
     ids_keep: torch.Tensor
     ids_restore: torch.Tensor
 
+    def rows(self, index: slice | torch.Tensor) -> PatchMask:
+        """The masks of some samples (a process's shard of the global batch)."""
+        return PatchMask(*(t[index] for t in self))
+
+    def to(self, device: torch.device | str | None) -> PatchMask:
+        """The same mask on `device`."""
+        return PatchMask(*(t.to(device) for t in self))
+
 
 def num_masked(num_patches: int, ratio: float) -> int:
     """How many of `num_patches` a mask of `ratio` hides: `L * ratio` rounded half up.
@@ -128,7 +136,7 @@ def random_mask(
 
 
 def resolve_mask(
-    mask: torch.Tensor | None,
+    mask: torch.Tensor | PatchMask | None,
     batch_size: int,
     num_patches: int,
     ratio: float,
@@ -137,7 +145,9 @@ def resolve_mask(
     """The mask of one forward pass: a fresh uniform random one, or `mask` checked and indexed.
 
     Args:
-        mask: `[N, L]` 0/1 (1 = masked) made elsewhere, or None for `random_mask` at `ratio`.
+        mask: a `PatchMask` from a strategy here, used as it is (no re-sorting, and no value
+            checks that would wait on a GPU); an `[N, L]` 0/1 tensor (1 = masked) made
+            elsewhere, checked and indexed by `index_mask`; or None for `random_mask` at `ratio`.
         batch_size: N, the batch the mask is for.
         num_patches: L, the model's patches per image.
         ratio: fraction hidden by the random mask; ignored with `mask`.
@@ -145,10 +155,11 @@ def resolve_mask(
     """
     if mask is None:
         return random_mask(batch_size, num_patches, ratio, device=device)
-    if tuple(mask.shape) != (batch_size, num_patches):
-        raise ValueError(
-            f"mask is {tuple(mask.shape)} but this batch needs [{batch_size}, {num_patches}]"
-        )
+    shape = tuple((mask.mask if isinstance(mask, PatchMask) else mask).shape)
+    if shape != (batch_size, num_patches):
+        raise ValueError(f"mask is {shape} but this batch needs [{batch_size}, {num_patches}]")
+    if isinstance(mask, PatchMask):
+        return mask.to(device)
     return index_mask(mask.to(device))
 
 

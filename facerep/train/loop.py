@@ -296,7 +296,8 @@ class _Trainer:
         )
         mine = slice(world.rank, None, world.size)
         x, landmarks = augment(imgs.to(self.device).float() / 255.0, landmarks, params.rows(mine))
-        mask = self._global_mask(landmarks, generator)[mine].to(self.device)
+        # Passed as a PatchMask: its indices come along, so the model neither re-sorts nor checks.
+        mask = self._global_mask(landmarks, generator).rows(mine).to(self.device)
         lr = lr_at(
             self.step, self.total_steps, self.warmup_steps, config.base_lr_scaled, config.min_lr
         )
@@ -319,12 +320,12 @@ class _Trainer:
         self.losses.append(mean_loss)
         return mean_loss, lr
 
-    def _global_mask(self, landmarks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _global_mask(self, landmarks: torch.Tensor, generator: torch.Generator) -> PatchMask:
         """The whole global batch's masks, drawn identically on every process."""
         everyone = None
         if self.config.masking == "face-regions":
             everyone = gather_interleaved(landmarks, self.world).cpu()
-        return self._make_mask(self.config.batch_size, everyone, generator).mask
+        return self._make_mask(self.config.batch_size, everyone, generator)
 
     def _make_mask(
         self, batch_size: int, landmarks: torch.Tensor | None, generator: torch.Generator

@@ -84,6 +84,20 @@ def test_masked_pixels_never_reach_the_encoder(name: str) -> None:
     assert not torch.allclose(model.forward_encoder(visible_scribbled, mask=mask)[0], latent)
 
 
+@pytest.mark.parametrize("name", AUTOENCODERS)
+def test_a_patch_mask_gives_what_its_tensor_gives(name: str) -> None:
+    # The trainer passes its strategies' PatchMask (indices included, shuffled order); an
+    # external tensor is re-indexed in image order. The visible set, and so the result, agree.
+    model = tiny_model(name)
+    imgs = torch.rand(3, 3, 32, 32)
+    patch_mask = random_mask(3, 16, 0.5, generator=torch.Generator().manual_seed(0))
+    loss, pred, mask = model(imgs, mask=patch_mask)
+    loss_tensor, pred_tensor, mask_tensor = model(imgs, mask=patch_mask.mask)
+    assert torch.equal(mask, mask_tensor) and torch.equal(mask, patch_mask.mask)
+    torch.testing.assert_close(pred, pred_tensor)
+    torch.testing.assert_close(loss, loss_tensor)
+
+
 # Raw pixels fall fast (mean colours first); normalised patches start near 1.0, the loss of
 # predicting each patch's mean, and must learn shapes, so 30 steps move a ViT's less.
 @pytest.mark.parametrize(

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 from facerep.faces.align import alignment_template
+from facerep.models import masking
 from facerep.models.masking import (
     FACE_REGIONS,
     MASKING_STRATEGIES,
+    PatchMask,
     face_region_mask,
     face_regions,
     index_mask,
@@ -173,6 +175,19 @@ def test_resolve_mask_draws_or_checks_and_indexes() -> None:
     ragged[0, :4], ragged[1, :5] = 1, 1
     with pytest.raises(ValueError, match="same number"):
         resolve_mask(ragged, 2, 16, 0.5)
+
+
+
+def test_resolve_mask_takes_a_patch_mask_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    made = random_mask(4, 16, 0.75, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(masking, "index_mask", None)  # a PatchMask is never re-indexed
+    resolved = resolve_mask(made, 4, 16, 0.1)
+    assert all(torch.equal(a, b) for a, b in zip(resolved, made, strict=True))
+    with pytest.raises(ValueError, match=r"mask is \(4, 16\) but this batch needs \[2, 16\]"):
+        resolve_mask(made, 2, 16, 0.5)
+    shard = made.rows(slice(1, None, 2))  # process 1 of 2
+    assert all(torch.equal(a, b[1::2]) for a, b in zip(shard, made, strict=True))
+    assert isinstance(shard.to("cpu"), PatchMask)
 
 
 def test_make_mask_reports_missing_inputs_and_unknown_strategies() -> None:
