@@ -60,6 +60,11 @@ class EmbedBatcher:
         """Start the worker on the running event loop."""
         self._worker = asyncio.get_running_loop().create_task(self._run())
 
+    async def warm_up(self, crops: np.ndarray) -> None:
+        """Embed `crops` once on the batcher's thread, uncounted: whatever the encoder loads per
+        thread (dlib's models) is then loaded before the first request."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.embed_fn, crops)
+
     async def stop(self) -> None:
         """Stop the worker; requests waiting or in the encoder fail with `BatcherClosed`.
 
@@ -71,7 +76,7 @@ class EmbedBatcher:
                 await self._worker
         _fail(list(self._pending), BatcherClosed("the server is shutting down"))
         self._pending.clear()
-        self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self._executor.shutdown)  # waits for a pass still running
 
     async def embed(self, crops: np.ndarray) -> np.ndarray:
         """`[N, S, S, 3]` uint8 crops -> `[N, D]` float32 unit rows, embedded in a shared pass."""

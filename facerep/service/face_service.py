@@ -9,6 +9,7 @@ searches run on asyncio's default pool side by side. Nothing heavy runs on the e
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,19 +57,41 @@ class FaceService:
         service = cls(settings, encoder)
         if not settings.read_only:
             Path(settings.gallery_dir).mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(service._warm_up)
         service.batcher.start()
+        try:
+            await service._warm_up()
+        except BaseException:
+            await service.close()
+            raise
         return service
 
-    def _warm_up(self) -> None:
-        """Load the detector, landmark and encoder weights now, not on the first request."""
-        detect(np.full((64, 64, 3), 128, np.uint8))
+    async def _warm_up(self) -> None:
+        """Load the detector, landmark and encoder weights now, not on the first request.
+
+        dlib's models are built once per thread (`facerep.faces.dlib_models`), so they are loaded
+        in the threads that serve: once in each detect thread, and once in the batcher's.
+        """
+        workers = self.settings.detect_workers
+        # Each warm-up waits until all have started, so no thread takes two and every one of
+        # the pool's threads (started one per busy submit) takes one.
+        started = threading.Barrier(workers)
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(
+                loop.run_in_executor(self._detect_pool, _warm_up_detector, started)
+                for _ in range(workers)
+            )
+        )
         size = self.encoder.input_size
-        self.encoder.embed(np.zeros((1, size, size, 3), np.uint8))
+        await self.batcher.warm_up(np.zeros((1, size, size, 3), np.uint8))
 
     async def close(self) -> None:
         """Finish the work under way, then close every gallery."""
         await self.batcher.stop()
+        # Off the event loop: closing a gallery may write a large index.
+        await asyncio.to_thread(self._close_pools_and_galleries)
+
+    def _close_pools_and_galleries(self) -> None:
         self._detect_pool.shutdown(wait=True)
         self._write_pool.shutdown(wait=True)
         self.galleries.close()
@@ -166,6 +189,11 @@ class FaceService:
         opened = await asyncio.to_thread(self.galleries.get, gallery)
         faces, labels = await asyncio.to_thread(lambda: (len(opened), len(opened.labels())))
         return {"name": gallery, "faces": faces, "labels": labels}
+
+
+def _warm_up_detector(started: threading.Barrier) -> None:
+    started.wait(timeout=60)
+    detect(np.full((64, 64, 3), 128, np.uint8))  # builds the detector and landmark models
 
 
 def check_label(label: str) -> str:
