@@ -28,9 +28,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
-from machine import describe_machine
+from machine import describe_machine, write_results
 
-from facerep.files import atomic_write
 from facerep.tasks.vector_index import VectorIndex
 
 RESULTS = Path(__file__).parent / "results"
@@ -181,12 +180,9 @@ def main() -> None:
                 check=True,
             )
             rows += json.loads(done.stdout)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out / "gallery_search.json", "w") as f:
-        json.dump({"machine": machine, "results": rows}, f, indent=2)
-    with atomic_write(args.out / "gallery_search.md", "w") as f:
-        f.write(markdown(machine, rows))
-    print(markdown(machine, rows))
+    text = markdown(machine, rows)
+    write_results(args.out, "gallery_search", {"machine": machine, "results": rows}, text)
+    print(text)
 
 
 if __name__ == "__main__":

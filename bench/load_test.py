@@ -359,9 +359,8 @@ def render_markdown(report: dict) -> str:
 
 
 def main() -> None:
-    from machine import describe_machine  # bench/ is the script's folder; tests import this file
-
-    from facerep.files import atomic_write
+    # bench/ is the script's folder; tests import this file
+    from machine import describe_machine, write_results
 
     args = parse_args()
     machine = describe_machine()
@@ -380,11 +379,7 @@ def main() -> None:
         "note": NOTE,
         "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out / "load_test.json", "w", encoding="utf-8") as f:
-        f.write(json.dumps(report, indent=2) + "\n")
-    with atomic_write(args.out / "load_test.md", "w", encoding="utf-8") as f:
-        f.write(render_markdown(report))
+    write_results(args.out, "load_test", report, render_markdown(report))
     print(f"wrote {args.out / 'load_test.json'} and .md")
 
 

@@ -1,7 +1,12 @@
-"""Where and when a benchmark ran: date, cores, CPU model, library versions (shared by bench/)."""
+"""Where and when a benchmark ran, and where its results go (shared by bench/).
+
+Each benchmark writes `bench/results/<name>.json` (the numbers and the machine) and `<name>.md`
+(the same numbers as tables), both through `write_results`.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from datetime import UTC, datetime
@@ -33,3 +38,17 @@ def describe_machine() -> dict[str, object]:
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "load_average": os.getloadavg(),
     }
+
+
+def write_results(out: Path, stem: str, report: dict, markdown: str) -> None:
+    """`out/<stem>.json` (indented, ending in a newline) and `out/<stem>.md`, each atomically.
+
+    Numpy scalars that JSON cannot take (float32, int64) are written as floats.
+    """
+    from facerep.files import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / f"{stem}.json", "w", encoding="utf-8") as f:
+        f.write(json.dumps(report, indent=2, default=float) + "\n")
+    with atomic_write(out / f"{stem}.md", "w", encoding="utf-8") as f:
+        f.write(markdown)

@@ -25,10 +25,9 @@ import time
 from pathlib import Path
 
 import torch
-from machine import describe_machine
+from machine import describe_machine, write_results
 from torch.utils.flop_counter import FlopCounterMode
 
-from facerep.files import atomic_write
 from facerep.models.masking import random_mask
 from facerep.models.registry import create_model
 from facerep.train.loop import weight_decay_groups
@@ -107,11 +106,8 @@ def run_in_subprocess(name: str, precision: str, steps: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def write_results(report: dict) -> None:
-    """bench/results/pretrain_throughput.json and .md, atomically."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_write(RESULTS / "pretrain_throughput.json", "w") as f:
-        json.dump(report, f, indent=2)
+def markdown(report: dict) -> str:
+    """The results as a Markdown table."""
     lines = [
         "# Pretraining throughput (CPU)",
         "",
@@ -136,8 +132,7 @@ def write_results(report: dict) -> None:
             f"| {row['peak_rss_mb']} |"
         )
     lines += ["", "Numbers are noisy on 2 shared cores; compare ratios within one run."]
-    with atomic_write(RESULTS / "pretrain_throughput.md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -163,8 +158,9 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             configs.append(row)
     report["configs"] = configs
-    write_results(report)
-    print((RESULTS / "pretrain_throughput.md").read_text())
+    text = markdown(report)
+    write_results(RESULTS, "pretrain_throughput", report, text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import json
 import time
 from pathlib import Path
 
-from machine import describe_machine
+from machine import describe_machine, write_results
 
 from facerep.api import load_encoder
 from facerep.data.prepare import PrepareOptions, prepare_dataset
@@ -37,7 +37,6 @@ from facerep.eval.harness import (
     load_eval_data,
 )
 from facerep.eval.report import attribute_table, markdown_table
-from facerep.files import atomic_write
 from facerep.train.config import TrainConfig
 from facerep.train.loop import pretrain
 
@@ -168,12 +167,9 @@ def main() -> None:
         "attributes": attribute_probes(datasets, runs),
     }
     report["seconds"] = round(time.perf_counter() - start, 1)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with atomic_write(RESULTS / f"{args.name}.json", "w") as f:
-        json.dump(report, f, indent=2, default=float)
-    with atomic_write(RESULTS / f"{args.name}.md", "w") as f:
-        f.write(markdown(report))
-    print(markdown(report))
+    text = markdown(report)
+    write_results(RESULTS, args.name, report, text)
+    print(text)
 
 
 if __name__ == "__main__":
