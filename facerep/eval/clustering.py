@@ -54,7 +54,7 @@ def bcubed_scores(labels_true: np.ndarray, labels_pred: np.ndarray) -> tuple[flo
 def cluster_embeddings(
     embeddings: np.ndarray,
     method: ClusterMethod,
-    threshold: float | None,
+    distance_threshold: float | None,
     min_cluster_size: int = 2,
 ) -> np.ndarray:
     """Cluster `[N, D]` unit rows into `[N]` int labels; every face gets one (noise: one each).
@@ -62,19 +62,24 @@ def cluster_embeddings(
     Args:
         embeddings: `[N, D]` float32 L2-normalised rows.
         method: "agglomerative" (average linkage on cosine distance) or "hdbscan".
-        threshold: cosine similarity at which two faces count as one person (the verification
-            threshold). Agglomerative keeps merging while the average similarity between two
-            clusters is above it, so it is required there; HDBSCAN finds its own density levels
-            and does not use it.
+        distance_threshold: cosine distance (1 - similarity) below which two faces count as one
+            person, as sklearn names it. Agglomerative keeps merging while the average
+            distance between two clusters is below it, so it is required there; 0 merges
+            nothing. HDBSCAN finds its own density levels and does not use it.
         min_cluster_size: HDBSCAN's smallest cluster; 2 because a person may have two photos.
             On evenly spread faces 2 lets HDBSCAN split one person into small dense groups.
     """
     embeddings = np.asarray(embeddings, dtype=np.float64)
+    if method == "agglomerative" and (distance_threshold is None or distance_threshold < 0):
+        raise ValueError(
+            f"agglomerative clustering needs a cosine distance threshold of 0 or more "
+            f"(e.g. 0.5), got {distance_threshold}"
+        )
     if len(embeddings) < 2:
         # Both estimators refuse fewer than two samples; one face is trivially its own cluster.
         return np.arange(len(embeddings))
     if method == "agglomerative":
-        return _agglomerative(embeddings, threshold)
+        return _agglomerative(embeddings, distance_threshold)
     if method == "hdbscan":
         return _hdbscan(embeddings, min_cluster_size)
     raise ValueError(f"unknown clustering method {method!r}: use one of {', '.join(METHODS)}")
@@ -99,21 +104,20 @@ def evaluate_clustering(
     if any(name is None for name in identities):
         raise ValueError("evaluate_clustering: some faces have no identity; pass labelled faces")
     labels_true = np.unique(identities.astype(str), return_inverse=True)[1]
+    # Same person at similarity >= threshold is cosine distance <= 1 - threshold. A threshold
+    # above 1, which no pair reaches, becomes distance 0, which merges nothing.
+    distance = max(0.0, 1.0 - threshold)
     return {
-        method: _scores(labels_true, cluster_embeddings(embeddings, method, threshold))
+        method: _scores(labels_true, cluster_embeddings(embeddings, method, distance))
         for method in METHODS
     }
 
 
-def _agglomerative(embeddings: np.ndarray, threshold: float | None) -> np.ndarray:
-    if threshold is None:
-        raise ValueError("agglomerative clustering needs a similarity threshold (e.g. 0.5)")
-    # sklearn merges while the linkage distance is below distance_threshold, so faces join when
-    # their average similarity is above `threshold` (the tie at exactly equal is immaterial).
-    # Above 1 no pair can qualify; sklearn refuses a negative distance, and 0 merges nothing too.
-    distance = max(0.0, 1.0 - threshold)
+def _agglomerative(embeddings: np.ndarray, distance_threshold: float) -> np.ndarray:
+    # sklearn merges while the linkage distance is below distance_threshold (the tie at
+    # exactly equal is immaterial).
     model = AgglomerativeClustering(
-        n_clusters=None, metric="cosine", linkage="average", distance_threshold=distance
+        n_clusters=None, metric="cosine", linkage="average", distance_threshold=distance_threshold
     )
     return model.fit_predict(embeddings)
 

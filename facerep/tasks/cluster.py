@@ -118,7 +118,7 @@ def _person_labels(vectors: np.ndarray, threshold: float) -> np.ndarray:
     """Cluster ids numbered by size (0 largest), UNMATCHED for groups below MIN_CLUSTER_SIZE."""
     if len(vectors) == 0:
         return np.empty(0, np.int64)
-    raw = cluster_embeddings(vectors, "agglomerative", threshold=1.0 - threshold)
+    raw = cluster_embeddings(vectors, "agglomerative", distance_threshold=threshold)
     ids, first_seen, sizes = np.unique(raw, return_index=True, return_counts=True)
     order = sorted(range(len(ids)), key=lambda i: (-sizes[i], first_seen[i]))
     labels = np.full(len(raw), UNMATCHED, np.int64)

@@ -81,16 +81,29 @@ def test_noise_becomes_new_singleton_clusters():
 
 def test_agglomerative_recovers_separated_blobs_exactly():
     points, identities = blobs()
-    labels = cluster_embeddings(points, "agglomerative", threshold=0.5)
-    # The blobs are 120 degrees apart (cosine -0.5) and a few degrees wide (cosine > 0.99).
+    labels = cluster_embeddings(points, "agglomerative", distance_threshold=0.5)
+    # The blobs are 120 degrees apart (cosine distance 1.5) and a few degrees wide (< 0.01).
     assert len(np.unique(labels)) == 3
     for name in ("ann", "bob", "cat"):
         assert len(np.unique(labels[identities == name])) == 1
+    # Distance 0 merges nothing; distance 2 (past any pair: opposite vectors) merges all.
+    assert len(np.unique(cluster_embeddings(points, "agglomerative", 0.0))) == len(points)
+    assert len(np.unique(cluster_embeddings(points, "agglomerative", 2.0))) == 1
+
+
+def test_the_threshold_is_a_cosine_distance() -> None:
+    # Blobs 60 degrees apart sit at cosine distance 0.5 from each other: a distance threshold
+    # of 0.4 keeps them apart, 0.6 joins the neighbours (average linkage, like tasks.cluster).
+    points, _ = blobs(spacing_deg=60.0)
+    assert len(np.unique(cluster_embeddings(points, "agglomerative", 0.4))) == 3
+    assert len(np.unique(cluster_embeddings(points, "agglomerative", 0.6))) < 3
 
 
 def test_agglomerative_needs_a_threshold():
     with pytest.raises(ValueError, match="threshold"):
-        cluster_embeddings(blobs()[0], "agglomerative", threshold=None)
+        cluster_embeddings(blobs()[0], "agglomerative", distance_threshold=None)
+    with pytest.raises(ValueError, match="0 or more"):
+        cluster_embeddings(blobs()[0], "agglomerative", distance_threshold=-0.1)
 
 
 def test_hdbscan_finds_blobs_and_leaves_an_outlier_alone():
@@ -112,6 +125,7 @@ def test_single_face_is_its_own_cluster():
     one = np.array([[1.0, 0.0]], dtype=np.float32)
     assert cluster_embeddings(one, "hdbscan", None).tolist() == [0]
     assert cluster_embeddings(one, "agglomerative", 0.5).tolist() == [0]
+    assert cluster_embeddings(one[:0], "agglomerative", 0.5).tolist() == []
 
 
 def test_evaluate_clustering_reports_both_methods():

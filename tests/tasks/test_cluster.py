@@ -30,6 +30,15 @@ def test_groups_are_numbered_by_size_and_loners_are_unmatched() -> None:
     assert _person_labels(np.zeros((0, 16)), 0.2).shape == (0,)
 
 
+def test_the_threshold_is_the_cosine_distance_faces_join_below() -> None:
+    # Two pairs of faces on opposite sides of the circle, 0.15 and 0.25 apart in cosine distance.
+    angles = [0.0, np.arccos(1 - 0.15), np.pi, np.pi + np.arccos(1 - 0.25)]
+    x = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    assert _person_labels(x, threshold=0.2).tolist() == [0, 0, UNMATCHED, UNMATCHED]
+    assert _person_labels(x, threshold=0.3).tolist() == [0, 0, 1, 1]
+    assert _person_labels(x, threshold=0.1).tolist() == [UNMATCHED] * 4
+
+
 @pytest.fixture(scope="module")
 def orl_folder(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 ORL people x 5 photos, plus a photo with no face and a corrupt one."""
