@@ -15,7 +15,7 @@ import numpy as np
 
 from facerep.encoders.base import Encoder
 from facerep.faces.dlib_models import DetectorName
-from facerep.faces.find import ImageTooSmallError, NoFaceError, find_faces
+from facerep.faces.find import MIN_IMAGE_SIDE, NoFaceError, find_faces
 from facerep.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
 from facerep.types import Face, Verdict
 
@@ -124,10 +124,7 @@ def embed(
         ImageError: the photo cannot be read.
     """
     chosen = resolve_encoder(encoder)
-    try:
-        faces = _find(image, chosen, detector, upsample, max_pixels)
-    except ImageTooSmallError:
-        return []
+    faces = _find(image, chosen, detector, upsample, max_pixels)
     _embed_faces(faces, chosen)
     return faces
 
@@ -146,12 +143,13 @@ def largest_face(
         NoFaceError: no face was found. ImageError: the photo cannot be read.
     """
     chosen = resolve_encoder(encoder)
-    try:
-        faces = _find(image, chosen, detector, upsample, max_pixels)
-    except ImageTooSmallError as e:
-        raise NoFaceError(f"{describe_source(image)}: no face found ({e})") from None
+    pixels = load_image(image, max_pixels=max_pixels)  # decoded here: its size explains a miss
+    faces = _find(pixels, chosen, detector, upsample, max_pixels)
     if not faces:
-        raise NoFaceError(f"{describe_source(image)}: no face found")
+        height, width = pixels.shape[:2]
+        small = min(height, width) < MIN_IMAGE_SIDE
+        why = f" (image too small to hold a face: {width}x{height} px)" if small else ""
+        raise NoFaceError(f"{describe_source(image)}: no face found{why}")
     _embed_faces(faces[:1], chosen)
     return faces[0]
 

@@ -28,7 +28,7 @@ from facerep.data.store import (
 )
 from facerep.faces.align import DEFAULT_PADDING, alignment_template
 from facerep.faces.dlib_models import DetectorName
-from facerep.faces.find import ImageTooSmallError, find_faces
+from facerep.faces.find import MIN_IMAGE_SIDE, find_faces
 from facerep.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -299,12 +299,15 @@ def _fill_record(
             image = decode_image(payload, record.path, max_pixels=options.max_pixels)
         else:
             image = payload
+        height, width = image.shape[:2]
+        if min(height, width) < MIN_IMAGE_SIDE:
+            # Told apart from `no_face`: no detector could have found one.
+            record.status = "too_small"
+            record.reason = f"image too small to hold a face ({width}x{height} px)"
+            return record
         faces = _find(image, record.identity, options)
     except ImageError as e:
         record.status, record.reason = e.kind, e.reason
-        return record
-    except ImageTooSmallError as e:
-        record.status, record.reason = "too_small", str(e)
         return record
     except Exception as e:  # a bug must not stop the other 14,999 files; it is reported instead
         record.status, record.reason = "error", f"internal error: {type(e).__name__}: {e}"

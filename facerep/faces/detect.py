@@ -26,8 +26,6 @@ MAX_SIDE = 1600
 # Margin of the second look, as a fraction of the working image's longer side: it gives tight
 # portraits (ORL) the border HOG needs around a face.
 RETRY_PADDING = 0.25
-# Below this, an image cannot hold a face that survives alignment.
-MIN_IMAGE_SIDE = 12
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from facerep.faces.align import DEFAULT_PADDING, align_face
-from facerep.faces.detect import MIN_IMAGE_SIDE, detect_faces
+from facerep.faces.detect import detect_faces
 from facerep.faces.dlib_models import DetectorName
 from facerep.faces.pose import estimate_pose
 from facerep.types import Face
 
+# Below this side, in pixels, an image cannot hold a face that survives alignment.
+MIN_IMAGE_SIDE = 12
+
 
 class NoFaceError(ValueError):
     """A photo in which no face was found, where one was needed; one line: `source: reason`."""
-
-
-class ImageTooSmallError(NoFaceError):
-    """An image too small to hold a detectable face."""
 
 
 def find_faces(
@@ -31,14 +30,11 @@ def find_faces(
 ) -> list[Face]:
     """Detect, landmark and align every face in an `[H, W, 3]` uint8 image, largest first.
 
-    Each face carries its `[size, size, 3]` aligned crop and its landmarks in crop pixels.
-
-    Raises:
-        ImageTooSmallError: the image's shorter side is below `MIN_IMAGE_SIDE` pixels.
+    Each face carries its `[size, size, 3]` aligned crop and its landmarks in crop pixels. An
+    image whose shorter side is below `MIN_IMAGE_SIDE` pixels holds none: it is not searched.
     """
-    height, width = image.shape[:2]
-    if min(height, width) < MIN_IMAGE_SIDE:
-        raise ImageTooSmallError(f"image too small to hold a face ({width}x{height} px)")
+    if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+        return []
     detections = detect_faces(image, detector=detector, upsample=upsample, min_face=min_face)
     faces = []
     for detection in detections[:max_faces]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from facerep.api import detect, encoder_threshold, resolve_encoder
 from facerep.encoders.base import Encoder
-from facerep.faces.find import ImageTooSmallError, NoFaceError
+from facerep.faces.find import NoFaceError
 from facerep.images import decode_image
 from facerep.service.batcher import BatcherClosed, EmbedBatcher
 from facerep.service.errors import ServiceError
@@ -105,10 +105,7 @@ class FaceService:
 
     def _find_faces(self, photo: Photo) -> list[Face]:
         pixels = decode_image(photo.data, photo.name, max_pixels=self.settings.max_pixels)
-        try:
-            return detect(pixels, size=self.encoder.input_size)
-        except ImageTooSmallError:
-            return []
+        return detect(pixels, size=self.encoder.input_size)
 
     async def embed_crops(self, faces: list[Face]) -> None:
         """Set each face's embedding, through one shared encoder pass."""

@@ -125,7 +125,7 @@ def test_every_bad_file_is_reported_and_the_rest_processed(faces_dir: Path, tmp_
     assert report["text.png"] == ("corrupt", "not an image (unrecognised format)")
     assert report["cut.png"][0] == "corrupt" and "truncated" in report["cut.png"][1]
     assert report["blank.png"] == ("no_face", "no face found")
-    assert report["tiny.png"][0] == "too_small"
+    assert report["tiny.png"] == ("too_small", "image too small to hold a face (6x6 px)")
     assert report["huge.png"][0] == "refused" and "exceeds the limit" in report["huge.png"][1]
     assert report["notes.txt"] == ("ignored", "not an image file name")
     assert report["copy.png"][0] == "duplicate"
