@@ -62,7 +62,8 @@ def load_image(
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, label)
     if isinstance(source, Image.Image):
-        return _pil_to_rgb(source, label, max_pixels)
+        _check_pixels(source, label, max_pixels)
+        return _pil_to_rgb(source, label)
     data = source if isinstance(source, bytes) else read_image_bytes(source)
     return decode_image(data, label, max_pixels=max_pixels)
 
@@ -91,9 +92,9 @@ def decode_image(data: bytes, label: str, *, max_pixels: int = DEFAULT_MAX_PIXEL
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            _check_pixels(image, label, max_pixels)
+            _check_pixels(image, label, max_pixels)  # from the header, before decoding
             image.load()
-            return _pil_to_rgb(image, label, max_pixels)
+            return _pil_to_rgb(image, label)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -117,8 +118,8 @@ def _check_pixels(image: Image.Image, label: str, max_pixels: int) -> None:
         raise ImageError(label, f"not an image (size {width}x{height})")
 
 
-def _pil_to_rgb(image: Image.Image, label: str, max_pixels: int) -> np.ndarray:
-    _check_pixels(image, label, max_pixels)
+def _pil_to_rgb(image: Image.Image, label: str) -> np.ndarray:
+    """A PIL image whose size was checked, as `[H, W, 3]` RGB uint8."""
     source_format = image.format  # a transposed copy no longer knows it
     image = ImageOps.exif_transpose(image) or image
     mode = image.mode

@@ -427,6 +427,21 @@ def test_pil_images_in_any_mode(mode):
     assert_rgb(loaded, 48, 64)
 
 
+def test_the_pixel_limit_is_checked_once_per_image(tmp_path, monkeypatch):
+    checked, check = [], images._check_pixels
+
+    def counted(image, *args):
+        checked.append(image.size)
+        return check(image, *args)
+
+    monkeypatch.setattr(images, "_check_pixels", counted)
+    path = save(Image.fromarray(gradient()), tmp_path / "picture.png")
+    load_image(path)
+    decode_image(path.read_bytes(), "upload.png")
+    load_image(Image.open(path))
+    assert checked == [(64, 48)] * 3
+
+
 def test_pil_image_over_the_limit_is_refused():
     with pytest.raises(ImageError) as info:
         load_image(Image.new("RGB", (100, 100)), max_pixels=5_000)

@@ -33,11 +33,10 @@ class FaceDataset(Dataset):
         self.data = root if isinstance(root, PreparedDataset) else open_dataset(root)
         self.indices = np.arange(len(self.data)) if indices is None else np.asarray(indices)
         self.transform = transform
-        self.classes = sorted({name for name in self.data.identities[self.indices] if name})
+        identities = self.data.identities[self.indices]
+        self.classes = sorted({name for name in identities if name})
         lookup = {name: i for i, name in enumerate(self.classes)}
-        self.labels = np.array(
-            [lookup.get(name, -1) for name in self.data.identities[self.indices]], dtype=np.int64
-        )
+        self.labels = np.array([lookup.get(name, -1) for name in identities], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -21,7 +21,6 @@ DetectorName = Literal["hog", "cnn"]
 
 MODEL_FILES = {
     "landmarks5": "shape_predictor_5_face_landmarks.dat",
-    "landmarks68": "shape_predictor_68_face_landmarks.dat",
     "mmod": "mmod_human_face_detector.dat",
     "resnet": "dlib_face_recognition_resnet_model_v1.dat",
 }
