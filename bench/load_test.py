@@ -9,7 +9,8 @@ counts as an error. Meanwhile a probe calls `GET /healthz` every 0.2 s: its late
 long the event loop stalls while the encoder runs.
 
 Configurations, in the same run and on the same machine, for each encoder:
-- `batched`: the default server (`--batch-size 8`) at `--concurrency`, `--requests` requests;
+- `batched`: the default server (ServiceSettings' batch size) at `--concurrency`, `--requests`
+  requests;
 - `unbatched`: `--batch-size 1` at the same concurrency (`--baseline-requests` requests);
 - `sequential`: the default server at concurrency 1 (`--baseline-requests`): the baseline.
 
@@ -41,6 +42,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from facerep.service.settings import ServiceSettings
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,6 +52,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PEOPLE = 40
 NO_FACE = (33, 4)  # the one ORL photo dlib finds no face in
 GALLERY = "orl"
+DEFAULT_BATCH = ServiceSettings.batch_size  # the server's default: what `batched` measures
 
 
 def free_port() -> int:
@@ -281,9 +285,9 @@ def parse_args() -> argparse.Namespace:
 def measure_encoder(args: argparse.Namespace, encoder: str, work: Path) -> dict[str, dict]:
     """The three configurations for one encoder, with ratios against the sequential baseline."""
     configs = {
-        "batched": (args.requests, args.concurrency, 8),
+        "batched": (args.requests, args.concurrency, DEFAULT_BATCH),
         "unbatched": (args.baseline_requests, args.concurrency, 1),
-        "sequential": (args.baseline_requests, 1, 8),
+        "sequential": (args.baseline_requests, 1, DEFAULT_BATCH),
     }
     rows = {}
     for name, (count, concurrency, batch_size) in configs.items():

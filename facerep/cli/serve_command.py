@@ -7,10 +7,13 @@ from typing import Annotated, Literal
 
 import typer
 
-from facerep.cli.output import UsageError
-from facerep.images import DEFAULT_MAX_PIXELS
+from facerep.cli.output import user_errors
+from facerep.service.settings import MEGABYTE, ServiceSettings, read_token
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+# The flags' defaults are ServiceSettings' own (a dataclass keeps each default as a class
+# attribute): one source of truth for the CLI and Python callers.
+DEFAULT_UPLOAD_MB = ServiceSettings.max_upload_bytes / MEGABYTE
 
 
 def serve(
@@ -19,8 +22,8 @@ def serve(
         typer.Option(help="Folder of galleries: gallery NAME lives in GALLERY_DIR/NAME."),
     ],
     encoder: Annotated[
-        str, typer.Option("--encoder", "-e", help="dlib (default) or a run folder.")
-    ] = "dlib",
+        str, typer.Option("--encoder", "-e", help="An encoder name (dlib) or a run folder.")
+    ] = ServiceSettings.encoder,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     token_file: Annotated[
@@ -41,24 +44,24 @@ def serve(
         typer.Option(
             help="Largest request body in MB (1 MB = 2^20 bytes); larger: 413.", min=0.001
         ),
-    ] = 10.0,
+    ] = DEFAULT_UPLOAD_MB,
     max_pixels: Annotated[
         int,
         typer.Option(help="Larger images are refused undecoded (decompression bombs).", min=1),
-    ] = DEFAULT_MAX_PIXELS,
+    ] = ServiceSettings.max_pixels,
     cors_origin: Annotated[
         list[str] | None,
         typer.Option(help="Allow browser calls from this origin (repeatable); default: none."),
     ] = None,
     batch_size: Annotated[
         int, typer.Option(help="Crops per encoder pass across requests (1: no batching).", min=1)
-    ] = 8,
+    ] = ServiceSettings.batch_size,
     batch_wait_ms: Annotated[
         float, typer.Option(help="How long a lone request waits for others to batch with.", min=0)
-    ] = 2.0,
+    ] = ServiceSettings.batch_wait_ms,
     detect_workers: Annotated[
         int, typer.Option(help="Photos decoded and searched for faces at once.", min=1)
-    ] = 2,
+    ] = ServiceSettings.detect_workers,
     log_level: Annotated[LogLevel, typer.Option(help="Server log detail.")] = "info",
 ) -> None:
     """Serve embed, verify and gallery add/remove/search over HTTP (docs at /docs).
@@ -67,18 +70,16 @@ def serve(
     server refuses to start with writes enabled and no token, unless it is bound to loopback
     with --insecure-local. --read-only turns writes off.
     """
-    from facerep.service import ServiceSettings
     from facerep.service import serve as serve_api
-    from facerep.service.settings import MEGABYTE, read_token
 
-    try:
+    with user_errors():
         settings = ServiceSettings(
             gallery_dir=gallery_dir,
             encoder=encoder,
             token=read_token(token_file),
             read_only=read_only,
             insecure_local=insecure_local,
-            max_upload_bytes=max(1, round(max_upload_mb * MEGABYTE)),
+            max_upload_bytes=round(max_upload_mb * MEGABYTE),  # at least 1049: min=0.001
             max_pixels=max_pixels,
             cors_origins=tuple(cors_origin or ()),
             batch_size=batch_size,
@@ -86,8 +87,6 @@ def serve(
             detect_workers=detect_workers,
         )
         serve_api(settings, host=host, port=port, log_level=log_level)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
 
 
 def register(app: typer.Typer) -> None:

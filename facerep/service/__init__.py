@@ -4,7 +4,18 @@
 endpoints are listed in `facerep.service.routes`, the error codes in `facerep.service.errors`.
 """
 
-from facerep.service.app import create_app, serve
 from facerep.service.settings import ServiceSettings
+
+# Loaded on first use: the CLI reads ServiceSettings' defaults without importing FastAPI.
+_LAZY = {"create_app": "facerep.service.app", "serve": "facerep.service.app"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'facerep.service' has no attribute {name!r}")
+
 
 __all__ = ["ServiceSettings", "create_app", "serve"]

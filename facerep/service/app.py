@@ -38,6 +38,11 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         ValueError: settings the service must not run with (writes without a token...).
     """
     check_settings(settings)
+    return _build_app(settings)
+
+
+def _build_app(settings: ServiceSettings) -> FastAPI:
+    """The app for settings already checked (`serve` checks them before loading the encoder)."""
     app = FastAPI(
         title="facerep",
         version=__version__,
@@ -94,4 +99,4 @@ def serve(
     # Loaded here, so a bad --encoder is a one-line error instead of a failed startup.
     settings = replace(settings, encoder=resolve_encoder(settings.encoder))
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    uvicorn.run(_build_app(settings), host=host, port=port, log_level=log_level)

@@ -23,7 +23,6 @@ Status codes:
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +43,6 @@ STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
-    415: "unsupported_media_type",
     422: "invalid_request",
 }
 
@@ -124,15 +122,9 @@ async def _gallery_error(request: Request, error: GalleryError) -> JSONResponse:
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     status = error.status_code
     code = STATUS_CODES.get(status, "error")
-    message = error.detail if isinstance(error.detail, str) else _phrase(status)
+    # Starlette sets the status's phrase when no detail is given; FastAPI's may be JSON data.
+    message = error.detail if isinstance(error.detail, str) and error.detail else code
     return error_response(status, code, message, getattr(error, "headers", None))
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "error"
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -155,9 +147,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class CatchAllMiddleware:
-    """Answer any unexpected exception with a generic 500 and log its traceback here.
+    """Answer any unexpected exception with a generic JSON 500 and log its traceback here.
 
-    It sits inside the metrics middleware, so a 500 is counted like any other response.
+    Without it, Starlette's outermost ServerErrorMiddleware would answer a plain-text 500, not
+    the JSON body every error has, and re-raise the exception to the server. (Where it sits does
+    not matter to the metrics: their middleware records 500 when no response was sent.)
     """
 
     def __init__(self, app: ASGIApp):

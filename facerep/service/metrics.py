@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import defaultdict
@@ -38,12 +39,12 @@ class Metrics:
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         """Record one answered request."""
+        slot = bisect.bisect_left(BUCKETS, seconds)  # the first `le` >= seconds, else +Inf
         with self._lock:
             self._counts[(method, route, str(status))] += 1
-            buckets, total = self._latency.get((method, route), ([0] * (len(BUCKETS) + 1), 0.0))
-            slot = next((i for i, le in enumerate(BUCKETS) if seconds <= le), len(BUCKETS))
-            buckets[slot] += 1
-            self._latency[(method, route)] = [buckets, total + seconds]
+            latency = self._latency.setdefault((method, route), [[0] * (len(BUCKETS) + 1), 0.0])
+            latency[0][slot] += 1
+            latency[1] += seconds
 
     def render(self, batches: int, crops: int, gallery_faces: dict[str, int]) -> str:
         """Everything, as Prometheus text."""

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facerep.service.errors import error_response
+from facerep.service.settings import MEGABYTE
 
 
 class BodyTooLarge(HTTPException):
@@ -67,6 +68,6 @@ def _content_length(scope: Scope) -> int | None:
 
 def describe_size(size: int) -> str:
     """A byte count for messages: `10 MB`, `2.5 MB` or `900 bytes` (1 MB = 1,048,576 bytes)."""
-    if size < 1024 * 1024:
+    if size < MEGABYTE:
         return f"{size:,} bytes"
-    return f"{size / (1024 * 1024):.3g} MB"
+    return f"{size / MEGABYTE:.3g} MB"

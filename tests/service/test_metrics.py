@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 
 from facerep.service.metrics import BUCKETS, Metrics
@@ -27,18 +28,20 @@ def parse(text: str) -> dict[str, float]:
 
 def test_render_counts_buckets_and_escapes_labels() -> None:
     metrics = Metrics()
-    for seconds in (0.003, 0.2, 0.2, 60.0):
+    for seconds in (0.003, 0.2, 0.25, 0.2, 60.0):  # 0.25: a bucket's bound is inside it
         metrics.observe("POST", "/v1/embed", 200, seconds)
     metrics.observe("GET", "unmatched", 404, 0.001)
     text = metrics.render(3, 7, {'we"ird\\': 2, "team": 5})
     samples = parse(text)
-    assert samples['facerep_http_requests_total{method="POST",route="/v1/embed",status="200"}'] == 4
+    assert samples['facerep_http_requests_total{method="POST",route="/v1/embed",status="200"}'] == 5
     prefix = 'facerep_http_request_duration_seconds_bucket{method="POST",route="/v1/embed",le='
     counts = [samples[f'{prefix}"{le}"}}'] for le in [*map(str, BUCKETS), "+Inf"]]
-    assert counts == sorted(counts) and counts[0] == 1 and counts[-1] == 4
-    assert samples[f'{prefix}"0.25"}}'] == 3
+    assert counts == sorted(counts) and counts[0] == 1 and counts[-1] == 5
+    assert samples[f'{prefix}"0.1"}}'] == 1 and samples[f'{prefix}"0.25"}}'] == 4
     count_key = 'facerep_http_request_duration_seconds_count{method="POST",route="/v1/embed"}'
-    assert samples[count_key] == 4
+    assert samples[count_key] == 5
+    sum_key = 'facerep_http_request_duration_seconds_sum{method="POST",route="/v1/embed"}'
+    assert samples[sum_key] == pytest.approx(60.653)
     assert samples["facerep_embed_batches_total"] == 3 and samples["facerep_embed_crops_total"] == 7
     assert samples['facerep_gallery_faces{gallery="team"}'] == 5
     assert 'facerep_gallery_faces{gallery="we\\"ird\\\\"} 2' in text

@@ -61,6 +61,16 @@ def test_healthz(client: TestClient) -> None:
     assert answer.json() == {"status": "ok", "encoder": "dlib", "dim": 128, "read_only": False}
 
 
+def test_unknown_paths_and_methods_have_json_errors(client: TestClient) -> None:
+    answer = client.get("/v1/nothing-here")
+    assert answer.status_code == 404 and error_of(answer) == "not_found"
+    assert answer.json()["error"]["message"] == "Not Found"
+    answer = client.put("/v1/embed")
+    assert answer.status_code == 405 and error_of(answer) == "method_not_allowed"
+    assert answer.json()["error"]["message"] == "Method Not Allowed"
+    assert answer.headers["allow"] == "POST"
+
+
 def test_openapi_schema_and_docs_are_served(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert {
