@@ -16,8 +16,7 @@ import numpy as np
 
 # Life stages with enough UTKFace faces in each to probe: minors, young adults, middle age and
 # older adults (the 55+ bin pools the sparse tail up to 116).
-AGE_BINS = (18, 35, 55)  # group g holds ages in [AGE_BINS[g-1], AGE_BINS[g])
-AGE_GROUPS = ("0-17", "18-34", "35-54", "55+")
+AGE_BINS = (18, 35, 55)  # group g holds ages in [AGE_BINS[g-1], AGE_BINS[g]): 0-17 ... 55+
 UTKFACE_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_\d+")
 MISSING = -1
 
@@ -42,7 +41,9 @@ def read_attribute_labels(path: str | Path) -> tuple[list[str], dict[str, np.nda
 
 
 def utkface_labels(file_names: Sequence[str]) -> dict[str, np.ndarray]:
-    """`gender` (0 male, 1 female), `age_group` (see AGE_GROUPS) and `race` (0-4) per name.
+    """`gender` (0 male, 1 female), `age_group` and `race` (0-4) per name.
+
+    Age groups number the AGE_BINS: 0 is ages 0-17, 1 is 18-34, 2 is 35-54 and 3 is 55 and over.
 
     Race follows UTKFace: 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others. A few UTKFace names
     lack a field (e.g. `61_1_20170109142408075.jpg.chip.jpg`); their columns are -1, for the

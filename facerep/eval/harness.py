@@ -140,8 +140,7 @@ def _has_tokens(encoder: Encoder) -> bool:
 def evaluation_pairs(data: EvalData, lfw_pairs: str | Path | None, seed: int) -> Pairs:
     """LFW's official pairs when given, else seeded genuine and equal impostor pairs."""
     if lfw_pairs is not None:
-        names = [Path(source).name for source in data.sources]
-        return read_lfw_pairs(lfw_pairs, names)
+        return read_lfw_pairs(lfw_pairs, list(data.sources))
     return make_pairs(data.identities, seed=seed)
 
 
@@ -274,15 +273,14 @@ def load_attribute_data(
         seed: seed of that split.
     """
     data = open_dataset(dataset)
-    names = [Path(source).name for source in data.sources]
     if attributes == "utkface":
-        rows, labels = np.arange(len(data)), utkface_labels(names)
+        rows, labels = np.arange(len(data)), utkface_labels(data.sources)
     else:
         try:
             label_names, table = read_attribute_labels(attributes)
         except OSError as e:
             raise ValueError(f"{attributes}: cannot read labels ({e.strerror})") from None
-        rows, labels = match_labels(names, label_names, table)
+        rows, labels = match_labels(data.sources, label_names, table)
     unknown = sorted(set(columns or []) - set(labels))
     if unknown:
         raise ValueError(f"no attribute {unknown}; {attributes} has {sorted(labels)}")

@@ -10,11 +10,14 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facerep.eval.harness import EncoderResult, EvalData
 from facerep.files import atomic_write
+
+if TYPE_CHECKING:
+    from facerep.eval.harness import EncoderResult, EvalData
 
 COLUMNS = [  # (key, header, format)
     ("dim", "dim", "{:d}"),
@@ -213,8 +216,7 @@ def plot_tsne(results: list[EncoderResult], data: EvalData, path: Path) -> Path:
     from sklearn.manifold import TSNE
 
     plt = _pyplot()
-    names = sorted(set(data.identities))
-    colours = np.array([names.index(n) for n in data.identities])
+    colours = np.unique(data.identities.astype(str), return_inverse=True)[1]
     figure, axes = plt.subplots(
         1, len(results), figsize=(4 * len(results), 4), dpi=100, squeeze=False
     )

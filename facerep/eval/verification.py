@@ -62,15 +62,15 @@ def make_pairs(
     Impostor pairs are drawn uniformly from all pairs of faces of different identities, without
     repeats. Faces with no identity (None) are left out. Every pair has `left < right`.
     """
-    ids = np.asarray(identities, dtype=object)
+    rows, codes = _labelled_codes(np.asarray(identities, dtype=object))
     rng = np.random.default_rng(seed)
-    left, right = _genuine_pairs(ids)
+    left, right = _genuine_pairs(rows, codes)
     if len(left) == 0:
         raise ValueError("make_pairs: no identity has two faces, so there are no genuine pairs")
     if max_genuine is not None and len(left) > max_genuine:
         keep = np.sort(rng.choice(len(left), size=max_genuine, replace=False))
         left, right = left[keep], right[keep]
-    imp_left, imp_right = _impostor_pairs(ids, len(left), rng)
+    imp_left, imp_right = _impostor_pairs(rows, codes, len(left), rng)
     return Pairs(
         left=np.concatenate([left, imp_left]),
         right=np.concatenate([right, imp_right]),
@@ -78,9 +78,8 @@ def make_pairs(
     )
 
 
-def _genuine_pairs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _genuine_pairs(rows: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All (i, j), i < j, of faces sharing an identity, grouped by identity name."""
-    rows, codes = _labelled_codes(ids)
     order = np.argsort(codes, kind="stable")
     groups = np.split(rows[order], np.flatnonzero(np.diff(codes[order])) + 1)
     lefts, rights = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
@@ -92,17 +91,16 @@ def _genuine_pairs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _labelled_codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows that have an identity, and an integer per row numbering the sorted identity names."""
+    """Rows that have an identity, and an integer per such row numbering the sorted names."""
     rows = np.flatnonzero([name is not None for name in ids])
     _, codes = np.unique(ids[rows].astype(str), return_inverse=True)
     return rows, codes.reshape(-1)
 
 
 def _impostor_pairs(
-    ids: np.ndarray, count: int, rng: np.random.Generator
+    rows: np.ndarray, codes: np.ndarray, count: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """`count` distinct (i, j), i < j, of different identities, uniform over all such pairs."""
-    rows, codes = _labelled_codes(ids)
     sizes = np.bincount(codes)
     available = (len(rows) ** 2 - (sizes**2).sum()) // 2
     if count > available:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from facerep.eval.harness import (
     encoder_variants,
     evaluate_all,
     evaluate_attributes,
+    evaluation_pairs,
 )
 
 
@@ -158,3 +161,22 @@ def test_attribute_probes_share_forward_passes_and_fit_once(data: EvalData) -> N
     assert (
         evaluate_attributes(attributes, [(CountingPCA(), EmbedOptions())])["pca"] == results["pca"]
     )
+
+
+def test_lfw_pairs_find_faces_by_their_full_source_paths(tmp_path: Path) -> None:
+    sources = np.array(
+        [f"/photos/{name}/{name}_{n:04d}.jpg" for name in ("Ann_Lee", "Bo_Ray") for n in (1, 2)]
+    )
+    data = EvalData(
+        np.zeros((4, 8, 8, 3), np.uint8),
+        np.array(["a", "a", "b", "b"]),
+        sources,
+        np.zeros((0, 8, 8, 3), np.uint8),
+        np.array([]),
+        split={},
+    )
+    pairs_txt = tmp_path / "pairs.txt"
+    pairs_txt.write_text("2\nAnn_Lee 1 2\nBo_Ray 1 2\nAnn_Lee 1 Bo_Ray 2\nAnn_Lee 2 Cy_Po 1\n")
+    pairs = evaluation_pairs(data, pairs_txt, seed=0)
+    assert pairs.left.tolist() == [0, 2, 0] and pairs.right.tolist() == [1, 3, 3]
+    assert pairs.same.tolist() == [True, True, False] and pairs.missing == 1
