@@ -98,12 +98,9 @@ def test_crop_shape_and_dtype(astronaut, astronaut_landmarks, size, padding):
     assert crop.shape == (size, size, 3)
     assert crop.dtype == np.uint8
     assert crop_landmarks.shape == (5, 2)
-    np.testing.assert_allclose(
-        crop_landmarks,
-        apply_transform(
-            estimate_alignment(astronaut_landmarks, size, padding), astronaut_landmarks
-        ),
-    )
+    # On the template, up to the least-squares residual of a 5-point fit (measured 0.7-1.0 px).
+    template = alignment_template(size, padding)
+    assert np.linalg.norm(crop_landmarks - template, axis=1).max() < 2.0
     assert crop.std() > 20  # a face, not a flat fill
 
 
@@ -142,11 +139,10 @@ def test_alignment_undoes_a_known_similarity(astronaut, astronaut_landmarks, rot
     # The landmarks land on the template up to the least-squares residual of a 5-point fit
     # (measured 0.85 px at 112), the same wherever the face was: alignment is equivariant.
     assert np.linalg.norm(crop_landmarks - template, axis=1).max() < 2.0
-    _, direct_landmarks = align_face(astronaut, astronaut_landmarks, size)
+    direct_crop, direct_landmarks = align_face(astronaut, astronaut_landmarks, size)
     np.testing.assert_allclose(crop_landmarks, direct_landmarks, atol=1e-6)
 
     # The pixels agree with aligning the unwarped photo (two resamplings apart).
-    direct_crop, _ = align_face(astronaut, astronaut_landmarks, size)
     assert np.abs(crop.astype(int) - direct_crop).mean() < 4
 
     # dlib, run again on the crop, finds the face's landmarks on the template: the image was

@@ -203,13 +203,12 @@ def test_working_image_points_map_back_exactly():
     np.testing.assert_allclose(to_source(np.array([[7.0, 9.0]]), np.ones(2), 4), [[3.0, 5.0]])
 
 
-def test_threads_detect_exactly_what_one_thread_does(shared_data) -> None:
+def test_threads_detect_exactly_what_one_thread_does(orl_dir) -> None:
     # dlib's models keep scratch state while they run: shared across threads they gave wrong
     # boxes (or a crash) before each thread got its own.
     from concurrent.futures import ThreadPoolExecutor
 
-    photos = [load_image(shared_data / "orl" / f"s{p}" / f"{n}.pgm")
-              for p in range(1, 11) for n in (1, 5)]
+    photos = [load_image(orl_dir / f"s{p}" / f"{n}.pgm") for p in range(1, 11) for n in (1, 5)]
 
     def boxes(image: np.ndarray) -> list[list[float]]:
         return [face.box.as_list() + face.crop_landmarks.round(2).ravel().tolist()
