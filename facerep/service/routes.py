@@ -44,9 +44,11 @@ from facerep.service.settings import TOKEN_ENV
 
 MAX_K = 100
 MAX_FACE_ID = 2**63 - 1  # SQLite's largest integer
+MAX_FILENAME = 200  # characters of an upload's file name kept (in messages, as a face's source)
 PHOTO_HELP = "A photo (JPEG, PNG, WebP, BMP, TIFF, PGM...); its format is read from its bytes."
 
-# Declares the bearer scheme in the OpenAPI schema; WriteRoute does the checking.
+# Declares the bearer scheme in the OpenAPI schema and parses the header; WriteRoute checks it
+# before the body is read (a dependency would run only after).
 bearer = HTTPBearer(auto_error=False, description=f"The server's write token (${TOKEN_ENV}).")
 
 
@@ -54,18 +56,17 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {status: {"model": ErrorResponse} for status in (*statuses, 500)}
 
 
-def check_write_access(request: Request) -> None:
+async def check_write_access(request: Request) -> None:
     """Refuse a write on a read-only server (403) or without the right bearer token (401)."""
     settings = request.app.state.settings
     if settings.read_only:
         raise ServiceError(403, "read_only", "this server is read-only (started with --read-only)")
     if settings.token is None:
         return  # --insecure-local: writes without a token, on a loopback address only
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    expected = settings.token.encode()
+    credentials = await bearer(request)  # None without `Authorization: Bearer <something>`
+    given = credentials.credentials if credentials is not None else ""
     # compare_digest takes as long for a wrong token as for a right one: no timing oracle.
-    matches = secrets.compare_digest(given.strip().encode(), expected)
-    if scheme.lower() != "bearer" or not matches:
+    if not secrets.compare_digest(given.encode(), settings.token.encode()):
         raise ServiceError(
             401,
             "unauthorized",
@@ -82,7 +83,7 @@ class WriteRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
-            check_write_access(request)
+            await check_write_access(request)
             return await handler(request)
 
         return guarded
@@ -98,22 +99,22 @@ GalleryName = Annotated[
     str, Path(pattern=GALLERY_NAME, description="1-64 letters, digits, '_' or '-'.")
 ]
 Image = Annotated[UploadFile, File(description=PHOTO_HELP)]
+LABEL_SCHEMA = {"minLength": 1, "maxLength": MAX_LABEL}
 
 router = APIRouter()
 writes = APIRouter(route_class=WriteRoute, dependencies=[Depends(bearer)])
 
 
+def filename_of(upload: UploadFile) -> str:
+    """The upload's file name, printable characters only, at most MAX_FILENAME ('' if none)."""
+    return "".join(c for c in (upload.filename or "") if c.isprintable())[:MAX_FILENAME]
+
+
 async def read_photo(upload: UploadFile, field: str) -> Photo:
     """The upload's bytes (already within the body limit) and a name for messages."""
     data = await upload.read()
-    filename = "".join(c for c in (upload.filename or "") if c.isprintable())[:100]
+    filename = filename_of(upload)
     return Photo(data, f"{field} ({filename})" if filename else field)
-
-
-def source_of(upload: UploadFile) -> str | None:
-    """What a gallery records as a face's source: the upload's file name, if it has one."""
-    filename = "".join(c for c in (upload.filename or "") if c.isprintable())[:200]
-    return filename or None
 
 
 @router.get("/healthz", response_model=Health, tags=["ops"])
@@ -158,7 +159,7 @@ async def verify(
 ) -> VerifyResponse:
     """Whether the largest faces of photos `a` and `b` are the same person."""
     verdict = await service.verify(await read_photo(a, "a"), await read_photo(b, "b"), threshold)
-    return VerifyResponse(distance=verdict.distance, threshold=verdict.threshold, same=verdict.same)
+    return VerifyResponse.model_validate(verdict, from_attributes=True)
 
 
 @router.post(
@@ -196,11 +197,12 @@ async def add_face(
     service: Service,
     name: GalleryName,
     image: Image,
-    label: Annotated[str, Form(min_length=1, max_length=MAX_LABEL, description="Who it is.")],
+    # Checked by the service (check_label: length, blank, one line); the schema only says so.
+    label: Annotated[str, Form(description="Who it is.", json_schema_extra=LABEL_SCHEMA)],
 ) -> AddedFace:
     """Enrol the photo's largest face under `label` (the gallery is created if new)."""
     photo = await read_photo(image, "image")
-    face_id, face = await service.add(name, photo, label, source_of(image))
+    face_id, face = await service.add(name, photo, label, filename_of(image) or None)
     return AddedFace(id=face_id, label=label, gallery=name, box=BoxOut.of(face.box))
 
 

@@ -43,13 +43,7 @@ class DetectedFace(BaseModel):
     @classmethod
     def of(cls, face: Face) -> DetectedFace:
         """From a facerep Face."""
-        yaw, pitch, roll = face.pose.as_list()
-        return cls(
-            box=BoxOut.of(face.box),
-            score=round(face.score, 4),
-            landmarks=[[round(float(v), 1) for v in point] for point in face.landmarks],
-            pose=PoseOut(yaw=yaw, pitch=pitch, roll=roll),
-        )
+        return cls(**_detection(face))
 
 
 class EmbeddedFace(DetectedFace):
@@ -60,8 +54,18 @@ class EmbeddedFace(DetectedFace):
     @classmethod
     def of(cls, face: Face) -> EmbeddedFace:
         """From a facerep Face whose embedding is set."""
-        detected = DetectedFace.of(face)
-        return cls(**detected.model_dump(), embedding=face.embedding.tolist())
+        return cls(**_detection(face), embedding=face.embedding.tolist())
+
+
+def _detection(face: Face) -> dict[str, object]:
+    """DetectedFace's fields from a facerep Face, rounded for the wire."""
+    yaw, pitch, roll = face.pose.as_list()
+    return {
+        "box": BoxOut.of(face.box),
+        "score": round(face.score, 4),
+        "landmarks": [[round(float(v), 1) for v in point] for point in face.landmarks],
+        "pose": PoseOut(yaw=yaw, pitch=pitch, roll=roll),
+    }
 
 
 class EmbedResponse(BaseModel):

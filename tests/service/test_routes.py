@@ -265,10 +265,26 @@ def test_search_needs_a_face_and_k_in_range(client: TestClient, orl) -> None:
     assert len(search(client, "krange", orl(5, 2), k=100).json()["matches"]) == 1
 
 
-@pytest.mark.parametrize("label", ["", "   ", "two\nlines", "x" * 201])
+@pytest.mark.parametrize("label", ["", "   ", "two\nlines", "cr\r", "nul\0", "x" * 201])
 def test_labels_must_name_someone(client: TestClient, orl, label: str) -> None:
     answer = add(client, "labels", orl(1, 1), label)
     assert answer.status_code == 422 and error_of(answer) == "invalid_request"
+    assert answer.json()["error"]["message"].startswith("label: ")
+    assert client.get("/v1/galleries/labels").status_code == 404
+
+
+def test_a_label_may_be_200_characters(client: TestClient, orl) -> None:
+    answer = add(client, "longlabel", orl(1, 1), "x" * 200)
+    assert answer.status_code == 201 and answer.json()["label"] == "x" * 200
+
+
+def test_file_names_are_kept_printable_and_short(client: TestClient, orl) -> None:
+    name = "\x1b[31m" + "a" * 300 + ".pgm"
+    assert add(client, "filenames", orl(1, 1), "x", name=name).status_code == 201
+    [match] = search(client, "filenames", orl(1, 2), k=1).json()["matches"]
+    assert match["source"] == "[31m" + "a" * 196
+    answer = client.post("/v1/embed", files={"image": (name, b"not a photo")})
+    assert answer.json()["error"]["message"].startswith(f"image ([31m{'a' * 196}): ")
 
 
 def test_add_without_a_label_is_422(client: TestClient, orl) -> None:
@@ -378,6 +394,16 @@ def test_writes_need_the_token(client: TestClient, orl, headers: dict) -> None:
     answer = client.delete("/v1/galleries/team/faces/1", headers=headers)
     assert answer.status_code == 401 and error_of(answer) == "unauthorized"
     assert client.get("/v1/galleries/guarded").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "value",
+    [f"Bearer {TOKEN}", f"bearer {TOKEN}", f"BEARER   {TOKEN}  "],
+    ids=["canonical", "lower-case", "upper-case-and-spaces"],
+)
+def test_the_token_is_read_from_a_bearer_header(client: TestClient, orl, value: str) -> None:
+    answer = add(client, "bearer", orl(1, 1), "x", headers={"Authorization": value})
+    assert answer.status_code == 201, answer.text
 
 
 def test_read_only_refuses_writes_and_needs_no_token(service_dir: Path, orl) -> None:
