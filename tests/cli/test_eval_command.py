@@ -9,6 +9,7 @@ import pytest
 
 from facerep.data.prepare import PrepareOptions, prepare_dataset
 from tests.cli.test_app import facerep
+from tests.conftest import link_orl
 
 KEYS = {"verification_accuracy", "verification_std", "roc_auc", "tar_at_far_1e-2", "rank1",
         "rank5", "pairwise_f1", "bcubed_f1", "nmi", "split"}
@@ -18,11 +19,7 @@ KEYS = {"verification_accuracy", "verification_std", "roc_auc", "tar_at_far_1e-2
 def orl_small(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 ORL identities (all 10 images each) prepared at 48 px."""
     root = tmp_path_factory.mktemp("orl")
-    for person in range(1, 13):
-        folder = root / "src" / f"s{person}"
-        folder.mkdir(parents=True)
-        for n in range(1, 11):
-            (folder / f"{n}.pgm").symlink_to(shared_data / "orl" / f"s{person}" / f"{n}.pgm")
+    link_orl(shared_data, root / "src", range(1, 13), range(1, 11))
     prepare_dataset(root / "src", root / "data", PrepareOptions(size=48))
     return root / "data"
 

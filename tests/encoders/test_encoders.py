@@ -6,10 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import facerep
 from facerep.encoders.base import Encoder, resize_faces
 from facerep.encoders.pca import PCAEncoder, Whitener
+from facerep.eval.embedding import EmbedOptions, grid_pool, raw_features
+from facerep.eval.harness import encoder_variants
+from tests.conftest import link_orl
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +33,36 @@ def test_builtin_encoders_follow_the_protocol(name: str, faces: np.ndarray) -> N
     assert embeddings.shape == (6, encoder.dim) and embeddings.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
     assert encoder.embed(faces[:0]).shape == (0, encoder.dim)
+
+
+def test_run_encoder_follows_the_protocol(tiny_run: Path, faces: np.ndarray) -> None:
+    encoder = facerep.load_encoder(tiny_run)
+    assert isinstance(encoder, Encoder) and encoder.name == tiny_run.name
+    assert encoder.input_size == 32 and encoder.threshold is None  # not calibrated
+    embeddings = encoder.embed(faces[:6])  # 48 px faces, resized to the run's 32
+    assert embeddings.shape == (6, encoder.dim) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    assert encoder.embed(faces[:0]).shape == (0, encoder.dim)
+    # Patch tokens: a 4x4 grid of 8 px patches; their mean is the (mean-pooled) embedding.
+    tokens = encoder.tokens(faces[:6])
+    assert tokens.shape == (6, 16, encoder.dim) and tokens.dtype == torch.float32
+    mean = tokens.mean(dim=1).numpy()
+    np.testing.assert_allclose(
+        embeddings, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-5
+    )
+    # Pooled on a 2x2 grid: four unit regions of D, as evaluation uses them.
+    pooled = grid_pool(tokens, 2)
+    assert pooled.shape == (6, 4 * encoder.dim)
+    regions = pooled.reshape(6, 4, encoder.dim).norm(dim=2)
+    np.testing.assert_allclose(regions.numpy(), 1.0, rtol=1e-5)
+    features = raw_features(encoder, faces[:6], EmbedOptions(pool_grid=2))
+    np.testing.assert_allclose(features, pooled.numpy() / 2, atol=1e-6)
+    variants = encoder_variants([encoder, facerep.load_encoder("pixels")], "off", [2])
+    assert [e.name + o.suffix() for e, o in variants] == [
+        tiny_run.name,
+        f"{tiny_run.name}+pool2x2",
+        "pixels",
+    ]
 
 
 def test_pca_is_an_estimator(faces: np.ndarray) -> None:
@@ -68,11 +102,7 @@ def test_dlib_tells_orl_identities_apart(shared_data: Path, tmp_path: Path) -> N
     from facerep.data.prepare import PrepareOptions, prepare_dataset
     from facerep.data.store import open_dataset
 
-    src = tmp_path / "orl"
-    for person in ("s1", "s2", "s3", "s4"):
-        (src / person).mkdir(parents=True)
-        for n in range(1, 6):
-            (src / person / f"{n}.pgm").symlink_to(shared_data / "orl" / person / f"{n}.pgm")
+    src = link_orl(shared_data, tmp_path / "orl", range(1, 5), range(1, 6))
     prepare_dataset(src, tmp_path / "data", PrepareOptions(size=64))
     data = open_dataset(tmp_path / "data")
     embeddings = facerep.load_encoder("dlib").embed(np.asarray(data.crops))

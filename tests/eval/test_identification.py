@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 
 from facerep.eval.identification import evaluate_identification
-
-
-def on_circle(degrees: list[float]) -> np.ndarray:
-    """L2-normalised 2-D embeddings at the given angles."""
-    radians = np.radians(degrees)
-    return np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
-
+from tests.eval.conftest import on_circle
 
 # A at 0 and 20 degrees, B at 90 and 110, C at 180 and 300. With two photos each, the probe
 # of a person is the photo not enrolled. Angles to the probe, own gallery photo first:

@@ -15,6 +15,7 @@ from facerep.eval.verification import (
     pair_similarities,
     read_lfw_pairs,
 )
+from tests.eval.conftest import on_circle
 
 
 def scored_pairs(
@@ -31,12 +32,6 @@ def scored_pairs(
         folds=None if folds is None else np.array(folds),
     )
     return embeddings, pairs
-
-
-def on_circle(degrees: list[float]) -> np.ndarray:
-    """L2-normalised 2-D embeddings at the given angles."""
-    radians = np.radians(degrees)
-    return np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
 
 
 def as_set(pairs: Pairs) -> set[tuple[int, int]]:
