@@ -20,7 +20,7 @@ from facerep.cli.output import (
 from facerep.data.info import describe_dataset
 from facerep.data.prepare import FacesPerImage, PrepareOptions, PrepareSummary, prepare_dataset
 from facerep.data.sources import Layout
-from facerep.data.store import DatasetError
+from facerep.data.store import ERROR_STATUSES, DatasetError
 from facerep.faces.dlib_models import DetectorName
 from facerep.images import DEFAULT_MAX_PIXELS
 
@@ -94,7 +94,7 @@ def prepare(
     except (ValueError, DatasetError) as e:
         raise UsageError(str(e)) from None
     _show_summary(summary, quiet, json)
-    if any(status in summary.outcomes for status in ("corrupt", "refused", "unreadable", "error")):
+    if any(status in summary.outcomes for status in ERROR_STATUSES):
         raise typer.Exit(1)
 
 
@@ -152,6 +152,7 @@ def info(
             "failures",
             ", ".join(f"{n} {k}" for k, n in summary["failures_by_reason"].items()) or "0",
         ),
+        ("duplicates", summary["duplicates"]),
         ("splits", ", ".join(f"{k}: {n}" for k, n in summary["splits"].items()) or "-"),
         ("crop size", f"{summary['size']}x{summary['size']}"),
         ("detector", summary["detector"]),

@@ -184,9 +184,11 @@ class DatasetWriter:
             self._crops.flush()
             os.fsync(self._crops.fileno())
         with self._db:
-            # An input that could not even be read last time is retried: drop its old outcome.
+            # An input that could not be read or was refused last time is retried: drop its old
+            # outcome.
             self._db.executemany(
-                "DELETE FROM files WHERE key = ? AND hash IS NULL", [(r.key,) for r in records]
+                "DELETE FROM files WHERE key = ? AND (hash IS NULL OR status = 'refused')",
+                [(r.key,) for r in records],
             )
             self._db.executemany(
                 "INSERT INTO files (path, key, hash, identity, split, status, reason, faces) "

@@ -37,7 +37,7 @@ def test_prepare_builtin_sample_then_info_json(tmp_path: Path) -> None:
     assert info["faces"] >= 90 and info["faces"] + info["failures"] == 100
     assert info["identities"] == 0 and info["size"] == 32
     table = facerep("info", str(out))
-    assert table.returncode == 0 and "identities" in table.stdout
+    assert table.returncode == 0 and "identities" in table.stdout and "duplicates" in table.stdout
 
 
 def test_prepare_json_and_exit_1_when_some_inputs_fail(

@@ -216,3 +216,16 @@ def test_kill_9_loses_nothing_committed_and_a_rerun_completes(
     for row in (0, len(interrupted) - 1, len(done) - 1):  # rows still match their sources
         expected = find_faces(load_image(done.sources[row]), size=32)[done.face_index[row]]
         np.testing.assert_array_equal(done.crops[row], expected.crop)
+
+
+def test_an_image_refused_for_its_size_is_taken_once_the_limit_is_raised(
+    faces_dir: Path, tmp_path: Path
+) -> None:
+    big = Image.open(faces_dir / "id0" / "0.png").resize((1200, 1200))
+    big.save(faces_dir / "id0" / "big.png")
+    strict = prepare_dataset(faces_dir, tmp_path / "out", PrepareOptions(size=32, max_pixels=10**6))
+    assert strict.outcomes["refused"] == 1
+    again = prepare_dataset(faces_dir, tmp_path / "out", PrepareOptions(size=32))
+    assert again.already_done == 12 and again.outcomes == {"ok": 1}
+    assert read_report(tmp_path / "out").get("big.png") is None  # no stale refusal left
+    assert len(open_dataset(tmp_path / "out")) == strict.total_faces + 1
