@@ -54,12 +54,14 @@ class RunEncoder:
     @torch.no_grad()
     def tokens(self, faces: np.ndarray) -> torch.Tensor:
         """Patch tokens of `[N, H, W, 3]` uint8 faces: `[N, L, D]` on the CPU, float32."""
-        return torch.cat(
-            [
-                self.model.forward_tokens(self._inputs(chunk)).float().cpu()
-                for chunk in _chunks(faces, self.batch_size)
-            ]
-        )
+        parts = [
+            self.model.forward_tokens(self._inputs(chunk)).float().cpu()
+            for chunk in _chunks(faces, self.batch_size)
+        ]
+        if not parts:
+            grid = self.model.grid_size
+            return torch.zeros(0, grid[0] * grid[1], self.dim)
+        return torch.cat(parts)
 
     @torch.no_grad()
     def embed(self, faces: np.ndarray) -> np.ndarray:

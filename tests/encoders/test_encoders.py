@@ -46,6 +46,7 @@ def test_run_encoder_follows_the_protocol(tiny_run: Path, faces: np.ndarray) -> 
     # Patch tokens: a 4x4 grid of 8 px patches; their mean is the (mean-pooled) embedding.
     tokens = encoder.tokens(faces[:6])
     assert tokens.shape == (6, 16, encoder.dim) and tokens.dtype == torch.float32
+    assert encoder.tokens(faces[:0]).shape == (0, 16, encoder.dim)  # no faces, no tokens
     mean = tokens.mean(dim=1).numpy()
     np.testing.assert_allclose(
         embeddings, mean / np.linalg.norm(mean, axis=1, keepdims=True), atol=1e-5
