@@ -34,7 +34,6 @@ os.environ["OMP_NUM_THREADS"] = "1"
 import argparse
 import datetime
 import importlib.metadata
-import json
 import platform
 import subprocess
 import sys
@@ -48,13 +47,12 @@ from typing import Any
 
 import dlib
 import numpy as np
-from machine import cpu_model
+from machine import cpu_model, write_results
 from PIL import Image
 
 from facerep.data.prepare import PrepareOptions, prepare_dataset
 from facerep.data.sources import walk_source
 from facerep.faces.dlib_models import face_detector, model_path, shape_predictor_5
-from facerep.files import atomic_write
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -393,11 +391,7 @@ def main() -> None:
         timings = measure(datasets, args.repeats, tmp)
     report = build_report(args, datasets, timings, code, (load_start, os.getloadavg()[0]))
     print("\n" + "\n".join(table_lines(report["results"])))
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(args.out / "prepare_throughput.json", "w", encoding="utf-8") as f:
-        f.write(json.dumps(report, indent=2) + "\n")
-    with atomic_write(args.out / "prepare_throughput.md", "w", encoding="utf-8") as f:
-        f.write(render_markdown(report))
+    write_results(args.out, "prepare_throughput", report, render_markdown(report))
     print(f"\nwrote {args.out / 'prepare_throughput.json'} and .md")
 
 
