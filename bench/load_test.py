@@ -6,7 +6,7 @@ then fires requests from httpx.AsyncClient: half `POST /v1/embed`, half
 `POST /v1/galleries/orl/search` (k=5), with ORL photos that were not enrolled, in a fixed order.
 A closed loop keeps `concurrency` requests in flight. Any non-2xx answer or transport failure
 counts as an error. Meanwhile a probe calls `GET /healthz` every 0.2 s: its latency shows how
-long the event loop stalls while the encoder runs.
+long the event loop stalls while the encoder runs (a failed probe is an error too).
 
 Configurations, in the same run and on the same machine, for each encoder:
 - `batched`: the default server (ServiceSettings' batch size) at `--concurrency`, `--requests`
@@ -27,6 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -200,8 +201,13 @@ async def fire(url: str, jobs: list[Job], concurrency: int) -> Outcome:
         async def probe() -> None:
             while True:
                 start = time.perf_counter()
-                await client.get("/healthz")
-                outcome.healthz.append(time.perf_counter() - start)
+                try:
+                    answer = await client.get("/healthz")
+                    outcome.healthz.append(time.perf_counter() - start)
+                    if not answer.is_success:
+                        outcome.errors[f"healthz {answer.status_code}"] += 1
+                except httpx.HTTPError as error:  # counted, and the probe goes on
+                    outcome.errors[f"healthz {type(error).__name__}"] += 1
                 await asyncio.sleep(0.2)
 
         prober = asyncio.create_task(probe())
@@ -209,6 +215,8 @@ async def fire(url: str, jobs: list[Job], concurrency: int) -> Outcome:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         outcome.seconds = time.perf_counter() - start
         prober.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await prober  # raises what ended the probe early, if anything did
     return outcome
 
 
@@ -373,26 +381,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="facerep-load-") as work:
         for encoder in args.encoders:
             results[encoder] = measure_encoder(args, encoder, Path(work))
+    load_average_end = os.getloadavg()
     report = {
         "benchmark": "load_test",
         "date": machine["date"],
         "machine": machine,
         "code": code,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "load_average_end": os.getloadavg(),
-        "note": NOTE,
+        "load_average_end": load_average_end,
+        "note": note(machine, load_average_end),
         "results": results,
     }
     write_results(args.out, "load_test", report, render_markdown(report))
     print(f"wrote {args.out / 'load_test.json'} and .md")
 
 
-NOTE = (
-    "2 shared CPU cores, with other work running beside the benchmark: absolute rates are noisy; "
-    "read the ratios within the run. An encoder given as a folder is a local `facerep pretrain` "
-    "run (not in git). dlib's recogniser holds the GIL while it runs, so the event loop and "
-    "the face detector wait for it: batches rarely form and healthz stalls up to one pass."
-)
+def note(machine: dict, load_average_end: tuple[float, ...]) -> str:
+    """How to read the report, from the machine it ran on: facts only, no conclusions."""
+    return (
+        f"{machine['nproc']} CPU cores, load average {machine['load_average'][0]:.2f} at the "
+        f"start and {load_average_end[0]:.2f} at the end: other work on the machine makes "
+        "absolute rates noisy; read the ratios within the run. An encoder given as a folder "
+        "is a local `facerep pretrain` run (not in git)."
+    )
 
 
 if __name__ == "__main__":
