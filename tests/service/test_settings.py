@@ -37,15 +37,24 @@ def test_loopback_addresses() -> None:
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1") and not is_loopback("")
 
 
-def test_other_bad_settings(tmp_path: Path) -> None:
-    for bad in (
-        dict(token="   "),
-        dict(token="t", batch_size=0),
-        dict(token="t", max_upload_bytes=0),
-        dict(read_only=True, gallery_dir=tmp_path / "missing"),
-    ):
-        with pytest.raises(ValueError):
-            create_app(ServiceSettings(**{"gallery_dir": tmp_path, **bad}))
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (dict(token="   "), "^the token is empty$"),
+        (dict(token="t", batch_size=0), "^batch size and detect workers must be at least 1"),
+        (dict(token="t", detect_workers=0), "^batch size and detect workers must be at least 1"),
+        (dict(token="t", batch_wait_ms=-1.0), "the wait at least 0$"),
+        (dict(token="t", max_upload_bytes=0), "^the upload and pixel limits must be positive$"),
+        (dict(token="t", max_pixels=0), "^the upload and pixel limits must be positive$"),
+        (dict(read_only=True, gallery_dir="missing"), r"/missing: no such folder \(--read-only"),
+    ],
+    ids=["blank-token", "batch", "workers", "wait", "upload", "pixels", "read-only-no-folder"],
+)
+def test_other_bad_settings(tmp_path: Path, bad: dict, match: str) -> None:
+    options = dict(bad)
+    folder = tmp_path / options.pop("gallery_dir", "")  # under tmp_path, whatever the case
+    with pytest.raises(ValueError, match=match):
+        create_app(ServiceSettings(gallery_dir=folder, **options))
 
 
 def test_token_from_file_or_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
