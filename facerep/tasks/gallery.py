@@ -77,6 +77,9 @@ class GalleryError(ValueError):
         self.kind = kind
         self.path = path
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.reason, self.kind, self.path)  # picklable (worker processes)
+
 
 @dataclass(frozen=True)
 class GalleryFace:
