@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facerep.api import detect, encoder_threshold, resolve_encoder
+from facerep.api import encoder_threshold, resolve_encoder
 from facerep.encoders.base import Encoder
-from facerep.faces.find import NoFaceError
+from facerep.faces.find import NoFaceError, find_faces
 from facerep.images import decode_image
 from facerep.service.batcher import BatcherClosed, EmbedBatcher
 from facerep.service.errors import ServiceError
@@ -99,13 +99,20 @@ class FaceService:
     # ---- faces -----------------------------------------------------------------------------
 
     async def find_faces(self, photo: Photo) -> list[Face]:
-        """Every face in the photo, aligned for the encoder, largest first (not yet embedded)."""
+        """Every face in the photo, aligned for the encoder, largest first (not yet embedded).
+
+        Raises:
+            NoFaceError: the photo has none. ImageError: the bytes are not a usable image.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._detect_pool, self._find_faces, photo)
+        faces = await loop.run_in_executor(self._detect_pool, self._find_faces, photo)
+        if not faces:
+            raise NoFaceError(f"{photo.name}: no face found")
+        return faces
 
     def _find_faces(self, photo: Photo) -> list[Face]:
         pixels = decode_image(photo.data, photo.name, max_pixels=self.settings.max_pixels)
-        return detect(pixels, size=self.encoder.input_size)
+        return find_faces(pixels, size=self.encoder.input_size)
 
     async def embed_crops(self, faces: list[Face]) -> None:
         """Set each face's embedding, through one shared encoder pass."""
@@ -121,16 +128,12 @@ class FaceService:
     async def embed(self, photo: Photo) -> list[Face]:
         """Every face in the photo with its embedding, largest first; NoFaceError if none."""
         faces = await self.find_faces(photo)
-        if not faces:
-            raise NoFaceError(f"{photo.name}: no face found")
         await self.embed_crops(faces)
         return faces
 
     async def largest_face(self, photo: Photo) -> Face:
         """The photo's largest face, embedded; NoFaceError when there is none."""
         faces = await self.find_faces(photo)
-        if not faces:
-            raise NoFaceError(f"{photo.name}: no face found")
         await self.embed_crops(faces[:1])
         return faces[0]
 
@@ -140,11 +143,11 @@ class FaceService:
             limit = encoder_threshold(self.encoder, threshold)
         except ValueError as e:
             raise ServiceError(422, "no_threshold", f"{e}") from None
-        found_a, found_b = await asyncio.gather(self.find_faces(a), self.find_faces(b))
-        for photo, faces in ((a, found_a), (b, found_b)):
-            if not faces:
-                raise NoFaceError(f"{photo.name}: no face found")
-        pair = [found_a[0], found_b[0]]
+        found = await asyncio.gather(self.find_faces(a), self.find_faces(b), return_exceptions=True)
+        for result in found:  # a's problem is reported before b's, whichever finished first
+            if isinstance(result, BaseException):
+                raise result
+        pair = [found[0][0], found[1][0]]
         await self.embed_crops(pair)
         return Verdict.between(pair[0].embedding, pair[1].embedding, limit)
 
@@ -190,7 +193,7 @@ class FaceService:
 
 def _warm_up_detector(started: threading.Barrier) -> None:
     started.wait(timeout=60)
-    detect(np.full((64, 64, 3), 128, np.uint8))  # builds the detector and landmark models
+    find_faces(np.full((64, 64, 3), 128, np.uint8))  # builds the detector and landmark models
 
 
 def check_label(label: str) -> str:
