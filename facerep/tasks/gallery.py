@@ -121,11 +121,17 @@ class Gallery:
         self._rw = ReadWriteLock()
         self._db_lock = threading.RLock()
         self._db = self._connect(create)
-        self._encoder = self._check_encoder(encoder)
-        meta = self._meta()
-        self.dim, self.encoder_name = int(meta["dim"]), meta["encoder"]
-        self._index: VectorIndex | None = None
-        self._load_index()
+        try:
+            self._encoder = self._check_encoder(encoder)
+            meta = self._meta()
+            self.dim, self.encoder_name = int(meta["dim"]), meta["encoder"]
+            self._index: VectorIndex | None = None
+            self._load_index()
+        except BaseException:
+            # A gallery that cannot be used (another encoder, a damaged index table) must not
+            # keep its database open until garbage collection.
+            self._db.close()
+            raise
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -137,14 +143,15 @@ class Gallery:
             if self.path.exists() and not self.path.is_dir():
                 raise GalleryError("exists and is not a folder", "damaged", self.path)
             self.path.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=60)
         try:
-            db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=60)
             db.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed add survives power loss, not only a killed process.
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA secure_delete=ON")
             db.executescript(SCHEMA)
         except sqlite3.DatabaseError as e:
+            db.close()
             raise GalleryError(f"not a readable gallery ({e})", "damaged", self.path) from None
         return db
 

@@ -210,3 +210,18 @@ def test_threads_search_while_another_adds(tmp_path: Path) -> None:
     assert len(gallery) == 200
     for batch, ids in enumerate(adds):  # every added vector is found under the id it was given
         assert gallery.search_embedding(vectors[100 + batch * 10], 1)[0].id == ids[0]
+
+
+def test_a_refused_open_closes_its_database(tmp_path: Path, monkeypatch) -> None:
+    import sqlite3
+
+    opened = []
+    connect = sqlite3.connect
+    monkeypatch.setattr(
+        sqlite3, "connect", lambda *a, **k: opened.append(connect(*a, **k)) or opened[-1]
+    )
+    Gallery(tmp_path / "g", FakeEncoder()).close()
+    with pytest.raises(GalleryError, match="holds fake embeddings"):
+        Gallery(tmp_path / "g", FakeEncoder("other", 32))
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        opened[-1].execute("SELECT 1")
