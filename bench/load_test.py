@@ -312,27 +312,9 @@ def measure_encoder(args: argparse.Namespace, encoder: str, work: Path) -> dict[
     return rows
 
 
-def code_version() -> dict[str, object]:
-    """The commit measured, and the files in facerep/ that differed from it."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
-        return done.stdout if done.returncode == 0 else ""
-
-    changed = git("status", "--porcelain", "facerep").splitlines()  # "XY path" per line
-    return {
-        "commit": git("rev-parse", "--short", "HEAD").strip() or None,
-        "facerep_uncommitted": [line[3:] for line in changed],
-    }
-
-
-def describe_code(code: dict) -> str:
-    changed = code["facerep_uncommitted"]
-    dirty = f" plus uncommitted changes ({', '.join(changed)})" if changed else ""
-    return f"commit {code['commit']}{dirty}"
-
-
 def render_markdown(report: dict) -> str:
+    from machine import describe_code  # bench/ is on the path when run as a script
+
     machine = report["machine"]
     lines = [
         "# Load test: facerep serve",
@@ -372,7 +354,7 @@ def render_markdown(report: dict) -> str:
 
 def main() -> None:
     # bench/ is the script's folder; tests import this file
-    from machine import describe_machine, write_results
+    from machine import code_version, describe_machine, write_results
 
     args = parse_args()
     machine = describe_machine()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,3 +53,25 @@ def write_results(out: Path, stem: str, report: dict, markdown: str) -> None:
         f.write(json.dumps(report, indent=2, default=float) + "\n")
     with atomic_write(out / f"{stem}.md", "w", encoding="utf-8") as f:
         f.write(markdown)
+
+
+def code_version() -> dict[str, object]:
+    """The commit measured, and the files in facerep/ that differed from it."""
+    repo = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+        return done.stdout if done.returncode == 0 else ""
+
+    changed = git("status", "--porcelain", "facerep").splitlines()  # "XY path" per line
+    return {
+        "commit": git("rev-parse", "--short", "HEAD").strip() or None,
+        "facerep_uncommitted": [line[3:] for line in changed],
+    }
+
+
+def describe_code(code: dict) -> str:
+    """`commit abc1234`, plus the uncommitted facerep files, for a results header."""
+    changed = code["facerep_uncommitted"]
+    dirty = f" plus uncommitted changes ({', '.join(changed)})" if changed else ""
+    return f"commit {code['commit']}{dirty}"

@@ -35,7 +35,6 @@ import argparse
 import datetime
 import importlib.metadata
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +46,7 @@ from typing import Any
 
 import dlib
 import numpy as np
-from machine import cpu_model, write_results
+from machine import code_version, cpu_model, describe_code, write_results
 from PIL import Image
 
 from facerep.data.prepare import PrepareOptions, prepare_dataset
@@ -274,21 +273,6 @@ def summarise(datasets: list[Dataset], timings: dict[str, dict[str, list]]) -> d
     return table
 
 
-def code_version() -> dict[str, object]:
-    """The commit measured, and the files in facerep/ that differed from it when the run began."""
-    repo = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
-        return done.stdout.strip() if done.returncode == 0 else ""
-
-    commit = git("rev-parse", "--short", "HEAD")
-    changed = [
-        line.split(maxsplit=1)[1] for line in git("status", "--porcelain", "facerep").splitlines()
-    ]
-    return {"commit": commit or None, "facerep_uncommitted": changed}
-
-
 def machine_info() -> dict[str, object]:
     return {
         "nproc": len(os.sched_getaffinity(0)),
@@ -319,15 +303,13 @@ def table_lines(results: dict[str, dict]) -> list[str]:
 
 
 def render_markdown(report: dict) -> str:
-    machine, code = report["machine"], report["code"]
-    changed = code["facerep_uncommitted"]
-    dirty = f" plus uncommitted changes ({', '.join(changed)})" if changed else ""
+    machine = report["machine"]
     lines = [
         "# Prepare throughput",
         "",
         f"{report['date']} · {machine['nproc']} cores ({machine['cpu_model']}) · "
         f"Python {machine['python']}, torch {machine['torch']}, dlib {machine['dlib']} · "
-        f"commit {code['commit']}{dirty}",
+        f"{describe_code(report['code'])}",
         "",
         f"Best of {report['settings']['repeats']} interleaved runs, crop {CROP_SIZE} px, "
         "written by `python bench/prepare_throughput.py`. The loop is the face_recognition-style "
