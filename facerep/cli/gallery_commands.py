@@ -18,7 +18,7 @@ from facerep.cli.output import (
     progress_bar,
     user_errors,
 )
-from facerep.tasks.vector_index import IndexChoice
+from facerep.tasks.index_policy import IndexChoice
 
 GalleryArgument = Annotated[Path, typer.Argument(help="The gallery folder.")]
 

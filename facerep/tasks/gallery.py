@@ -29,8 +29,9 @@ import numpy as np
 
 from facerep.encoders.base import Encoder, l2_normalise
 from facerep.images import ImageSource
+from facerep.tasks.index_policy import IndexChoice, choose_kind
 from facerep.tasks.locks import ReadWriteLock
-from facerep.tasks.vector_index import IndexChoice, VectorIndex, choose_kind
+from facerep.tasks.vector_index import VectorIndex
 from facerep.types import Box, Match
 
 DB_FILE = "gallery.sqlite"

@@ -17,22 +17,14 @@ Kinds:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import faiss
 import numpy as np
 
 from facerep.files import atomic_write_bytes
+from facerep.tasks import index_policy
+from facerep.tasks.index_policy import IndexKind
 
-IndexKind = Literal["exact", "ivf", "hnsw"]
-IndexChoice = Literal["auto", "exact", "ivf", "hnsw"]
-INDEX_CHOICES: tuple[IndexChoice, ...] = ("auto", "exact", "ivf", "hnsw")
-
-# Below this many faces an exact scan is fast enough (100k x 128 is ~3 ms on 2 cores) and its
-# answers are exact; above it the scan grows linearly with 16x more bytes per face than `ivf`.
-APPROXIMATE_ABOVE = 100_000
-# `ivf` learns its codebooks from the gallery itself: below this many faces it stays exact.
-MIN_TRAINING_FACES = 10_000
 # Rows used to train the codebooks; more adds time, not accuracy.
 MAX_TRAINING_FACES = 200_000
 # Candidates re-ranked exactly per result: 50 gives recall@10 0.987 at 1M x 128 and 0.991 at
@@ -45,18 +37,6 @@ HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 # Candidates kept during a search: recall rises and speed falls with it (see bench/).
 HNSW_EF_SEARCH = 256
-
-
-def choose_kind(choice: IndexChoice, size: int) -> IndexKind:
-    """The index kind for `size` faces: exact up to `APPROXIMATE_ABOVE`, ivf beyond, or as set
-    (an ivf gallery stays exact until it has `MIN_TRAINING_FACES` to learn its codes from)."""
-    if choice not in INDEX_CHOICES:
-        raise ValueError(f"unknown index {choice!r}: use one of {', '.join(INDEX_CHOICES)}")
-    if choice == "auto":
-        return "exact" if size <= APPROXIMATE_ABOVE else "ivf"
-    if choice == "ivf" and size < MIN_TRAINING_FACES:
-        return "exact"
-    return choice
 
 
 class VectorIndex:
@@ -96,9 +76,10 @@ class VectorIndex:
         self.index_.add_with_ids(vectors, ids)
 
     def _train(self, vectors: np.ndarray) -> None:
-        if len(vectors) < MIN_TRAINING_FACES:
+        needed = index_policy.MIN_TRAINING_FACES
+        if len(vectors) < needed:
             raise ValueError(
-                f"an {self.kind} index learns from its first {MIN_TRAINING_FACES} vectors; "
+                f"an {self.kind} index learns from its first {needed} vectors; "
                 f"got {len(vectors)}"
             )
         rows = np.random.default_rng(0).permutation(len(vectors))[:MAX_TRAINING_FACES]

@@ -27,6 +27,13 @@ def test_help_on_every_command(command: list[str]) -> None:
     assert result.returncode == 0 and "Usage" in result.stdout
 
 
+def test_commands_that_need_no_gallery_do_not_load_faiss() -> None:
+    # The whole CLI is imported for any command; FAISS (and its OpenMP runtime) only when used.
+    script = "import sys, facerep, facerep.cli.app; print('faiss' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+
+
 def test_prepare_builtin_sample_then_info_json(tmp_path: Path) -> None:
     out = tmp_path / "lfw"
     result = facerep("prepare", "builtin:lfw-sample", str(out), "--size", "32")

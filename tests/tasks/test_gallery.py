@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from facerep.encoders.base import l2_normalise
-from facerep.tasks import vector_index
+from facerep.tasks import index_policy
 from facerep.tasks.gallery import Gallery, GalleryError
 
 DIM = 16
@@ -134,8 +134,8 @@ def test_readers_see_other_writers_adds_removals_and_compactions(tmp_path: Path)
 
 
 def test_auto_index_turns_approximate_when_the_gallery_grows(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(vector_index, "APPROXIMATE_ABOVE", 50)
-    monkeypatch.setattr(vector_index, "MIN_TRAINING_FACES", 50)
+    monkeypatch.setattr(index_policy, "APPROXIMATE_ABOVE", 50)
+    monkeypatch.setattr(index_policy, "MIN_TRAINING_FACES", 50)
     vectors, labels = people(20, 5)
     with Gallery(tmp_path / "g", FakeEncoder()) as gallery:
         gallery.add_embeddings(vectors[:40], labels[:40])

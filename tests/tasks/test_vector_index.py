@@ -7,12 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facerep.tasks.vector_index import (
-    APPROXIMATE_ABOVE,
-    MIN_TRAINING_FACES,
-    VectorIndex,
-    choose_kind,
-)
+from facerep.tasks.index_policy import APPROXIMATE_ABOVE, MIN_TRAINING_FACES, choose_kind
+from facerep.tasks.vector_index import VectorIndex
 
 
 def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
