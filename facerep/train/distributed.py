@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,20 @@ def training_device() -> torch.device:
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     return torch.device("cpu")
+
+
+def data_parallel(model: nn.Module, world: World) -> nn.Module:
+    """`model` under DistributedDataParallel on a process group of its own (alone: `model`).
+
+    DDP never lets go of its group, even after `destroy_process_group`, so that group's gloo
+    threads live on into interpreter shutdown, where releasing a finished collective's
+    Python-owned tensors aborts the process ("terminate called without an active exception").
+    DDP's bucket tensors are C++-only; the trainer's own collectives use the default group,
+    which `shutdown` really tears down (its threads joined) before the process exits.
+    """
+    if world.size == 1:
+        return model
+    return DistributedDataParallel(model, process_group=dist.new_group())
 
 
 def mean_across(value: torch.Tensor, world: World) -> torch.Tensor:

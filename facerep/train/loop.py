@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from facerep.files import atomic_write
@@ -40,6 +39,7 @@ from facerep.train.data import PretrainFaces
 from facerep.train.distributed import (
     World,
     barrier,
+    data_parallel,
     gather_interleaved,
     init_distributed,
     max_parameter_spread,
@@ -209,7 +209,7 @@ class _Trainer:
         self.std = torch.tensor(IMAGE_STD, device=device)[None, :, None, None]
         self.grid_imgs, self.grid_landmarks = self.data[:GRID_FACES]
         self._grid_at: tuple[int, np.ndarray] | None = None  # (step, grid): logged, then saved
-        self.net = DistributedDataParallel(self.model) if world.size > 1 else self.model
+        self.net = data_parallel(self.model, world)
         self.log = TensorBoardLog(self.run_dir / TENSORBOARD_DIR) if world.is_main else None
         if world.is_main:
             write_run_config(self.run_dir, self._run_config())
