@@ -62,6 +62,10 @@ def serve(
     detect_workers: Annotated[
         int, typer.Option(help="Photos decoded and searched for faces at once.", min=1)
     ] = ServiceSettings.detect_workers,
+    max_in_flight: Annotated[
+        int,
+        typer.Option(help="Adds, deletes and face requests handled at once; more: 503.", min=1),
+    ] = ServiceSettings.max_in_flight,
     log_level: Annotated[LogLevel, typer.Option(help="Server log detail.")] = "info",
 ) -> None:
     """Serve embed, verify and gallery add/remove/search over HTTP (docs at /docs).
@@ -85,6 +89,7 @@ def serve(
             batch_size=batch_size,
             batch_wait_ms=batch_wait_ms,
             detect_workers=detect_workers,
+            max_in_flight=max_in_flight,
         )
         serve_api(settings, host=host, port=port, log_level=log_level)
 

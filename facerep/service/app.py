@@ -1,8 +1,9 @@
 """The FastAPI application: `create_app(settings)` builds it, its lifespan loads the encoder.
 
 Requests pass, outermost first: CORS (only with `cors_origins`), metrics (every request timed
-and counted), a catch-all that turns bugs into a generic JSON 500 and logs the traceback, the
-upload limit (413 before an oversized body is read), then FastAPI's routing and error handlers.
+and counted), the in-flight limit (503 beyond `max_in_flight` requests at once), a catch-all
+that turns bugs into a generic JSON 500 and logs the traceback, the upload limit (413 before an
+oversized body is read), then FastAPI's routing and error handlers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from facerep import __version__
 from facerep.service import routes
+from facerep.service.admission import InFlightLimitMiddleware
 from facerep.service.errors import CatchAllMiddleware, install_error_handlers
 from facerep.service.face_service import FaceService
 from facerep.service.metrics import Metrics, MetricsMiddleware
@@ -57,6 +59,7 @@ def _build_app(settings: ServiceSettings) -> FastAPI:
     # add_middleware puts each new one outside the previous: innermost first.
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(CatchAllMiddleware)
+    app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight)
     app.add_middleware(
         MetricsMiddleware,
         metrics=app.state.metrics,

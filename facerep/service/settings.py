@@ -42,6 +42,9 @@ class ServiceSettings:
     # Threads decoding photos and finding their faces at once (each holds one decoded photo in
     # memory and has its own dlib detector).
     detect_workers: int = 2
+    # Requests that do work (POST, DELETE) handled at once; more are answered 503 `overloaded`.
+    # Each may hold an upload of up to `max_upload_bytes`, so this also bounds their memory.
+    max_in_flight: int = 64
 
 
 def check_settings(settings: ServiceSettings) -> None:
@@ -50,6 +53,8 @@ def check_settings(settings: ServiceSettings) -> None:
         raise ValueError("the upload and pixel limits must be positive")
     if settings.batch_size < 1 or settings.batch_wait_ms < 0 or settings.detect_workers < 1:
         raise ValueError("batch size and detect workers must be at least 1, the wait at least 0")
+    if settings.max_in_flight < 1:
+        raise ValueError("the limit of requests in flight must be at least 1")
     if settings.token is not None and not settings.token.strip():
         raise ValueError("the token is empty")
     if not settings.read_only and settings.token is None and not settings.insecure_local:

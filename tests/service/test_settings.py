@@ -46,9 +46,19 @@ def test_loopback_addresses() -> None:
         (dict(token="t", batch_wait_ms=-1.0), "the wait at least 0$"),
         (dict(token="t", max_upload_bytes=0), "^the upload and pixel limits must be positive$"),
         (dict(token="t", max_pixels=0), "^the upload and pixel limits must be positive$"),
+        (dict(token="t", max_in_flight=0), "^the limit of requests in flight must be at least 1$"),
         (dict(read_only=True, gallery_dir="missing"), r"/missing: no such folder \(--read-only"),
     ],
-    ids=["blank-token", "batch", "workers", "wait", "upload", "pixels", "read-only-no-folder"],
+    ids=[
+        "blank-token",
+        "batch",
+        "workers",
+        "wait",
+        "upload",
+        "pixels",
+        "in-flight",
+        "read-only-no-folder",
+    ],
 )
 def test_other_bad_settings(tmp_path: Path, bad: dict, match: str) -> None:
     options = dict(bad)
