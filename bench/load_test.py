@@ -9,9 +9,11 @@ counts as an error. Meanwhile a probe calls `GET /healthz` every 0.2 s: its late
 long the event loop stalls while the encoder runs (a failed probe is an error too).
 
 Configurations, in the same run and on the same machine, for each encoder:
-- `batched`: the default server (ServiceSettings' batch size) at `--concurrency`, `--requests`
-  requests;
+- `batched`: the default server (ServiceSettings' batch size, faces found in worker processes)
+  at `--concurrency`, `--requests` requests;
 - `unbatched`: `--batch-size 1` at the same concurrency (`--baseline-requests` requests);
+- `threads`: `--detect-threads` (faces found in threads of the server) at the same concurrency
+  (`--baseline-requests`);
 - `sequential`: the default server at concurrency 1 (`--baseline-requests`): the baseline.
 
     python bench/load_test.py [--requests 2000] [--concurrency 16] [--encoders dlib RUN]
@@ -256,7 +258,13 @@ def summarise(outcome: Outcome, concurrency: int, batch_size: int, passes: dict)
 
 
 def run_config(
-    data: Path, work: Path, jobs: list[Job], concurrency: int, batch_size: int, encoder: str
+    data: Path,
+    work: Path,
+    jobs: list[Job],
+    concurrency: int,
+    batch_size: int,
+    encoder: str,
+    workers: str = "processes",
 ) -> dict:
     """One fresh server: enrol, warm up, measure; the summary of the measured requests."""
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=work))
@@ -265,6 +273,7 @@ def run_config(
         folder / "server.log",
         "--batch-size",
         str(batch_size),
+        f"--detect-{workers}",
         encoder=encoder,
     ) as server:
         asyncio.run(enrol(server.url, data))
@@ -273,7 +282,7 @@ def run_config(
         outcome = asyncio.run(fire(server.url, jobs, concurrency))
         after = batch_stats(server.url)
     passes = {key: after[key] - before[key] for key in after}
-    return summarise(outcome, concurrency, batch_size, passes)
+    return {**summarise(outcome, concurrency, batch_size, passes), "workers": workers}
 
 
 def parse_args() -> argparse.Namespace:
@@ -293,22 +302,24 @@ def parse_args() -> argparse.Namespace:
 def measure_encoder(args: argparse.Namespace, encoder: str, work: Path) -> dict[str, dict]:
     """The three configurations for one encoder, with ratios against the sequential baseline."""
     configs = {
-        "batched": (args.requests, args.concurrency, DEFAULT_BATCH),
-        "unbatched": (args.baseline_requests, args.concurrency, 1),
-        "sequential": (args.baseline_requests, 1, DEFAULT_BATCH),
+        "batched": (args.requests, args.concurrency, DEFAULT_BATCH, "processes"),
+        "unbatched": (args.baseline_requests, args.concurrency, 1, "processes"),
+        "threads": (args.baseline_requests, args.concurrency, DEFAULT_BATCH, "threads"),
+        "sequential": (args.baseline_requests, 1, DEFAULT_BATCH, "processes"),
     }
     rows = {}
-    for name, (count, concurrency, batch_size) in configs.items():
+    for name, (count, concurrency, batch_size, workers) in configs.items():
         jobs = make_jobs(args.data, count)
-        rows[name] = run_config(args.data, work, jobs, concurrency, batch_size, encoder)
+        rows[name] = run_config(args.data, work, jobs, concurrency, batch_size, encoder, workers)
         print(f"  {encoder:<24} {name:<10} {json.dumps(rows[name])}", flush=True)
     for row in rows.values():
         row["vs_sequential"] = round(
             row["requests_per_s"] / rows["sequential"]["requests_per_s"], 2
         )
-    rows["batched"]["vs_unbatched"] = round(
-        rows["batched"]["requests_per_s"] / rows["unbatched"]["requests_per_s"], 2
-    )
+    for baseline in ("unbatched", "threads"):
+        rows["batched"][f"vs_{baseline}"] = round(
+            rows["batched"]["requests_per_s"] / rows[baseline]["requests_per_s"], 2
+        )
     return rows
 
 
@@ -329,14 +340,15 @@ def render_markdown(report: dict) -> str:
         "saw it; healthz is a probe every 0.2 s during the run; mean batch is crops per "
         "encoder pass on the server. vs sequential: requests/s over the concurrency-1 row.",
         "",
-        "| encoder | config | concurrency | batch | requests | errors | req/s | p50 ms | "
-        "p99 ms | healthz p99 ms | mean batch | vs sequential |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| encoder | config | workers | concurrency | batch | requests | errors | req/s | "
+        "p50 ms | p99 ms | healthz p99 ms | mean batch | vs sequential |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for encoder, rows in report["results"].items():
         for name, r in rows.items():
             lines.append(
-                f"| {Path(encoder).name} | {name} | {r['concurrency']} | {r['batch_size']} | "
+                f"| {Path(encoder).name} | {name} | {r.get('workers', 'threads')} | "
+                f"{r['concurrency']} | {r['batch_size']} | "
                 f"{r['requests']} | {r['errors']} | {r['requests_per_s']:.1f} | "
                 f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['healthz_p99_ms']:.0f} | "
                 f"{r['mean_batch']:.2f} | {r['vs_sequential']:.2f}x |"
@@ -347,7 +359,12 @@ def render_markdown(report: dict) -> str:
         lines.append(
             f"- {Path(encoder).name}: batching on is {batched['vs_unbatched']:.2f}x the "
             f"requests/s of batching off at concurrency {batched['concurrency']} (mean batch "
-            f"{batched['mean_batch']:.2f} crops), {batched['vs_sequential']:.2f}x sequential."
+            f"{batched['mean_batch']:.2f} crops), {batched['vs_sequential']:.2f}x sequential"
+            + (
+                f"; worker processes are {batched['vs_threads']:.2f}x the requests/s of threads."
+                if "vs_threads" in batched
+                else "."
+            )
         )
     return "\n".join([*lines, "", f"Note: {report['note']}", ""])
 

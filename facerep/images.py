@@ -42,6 +42,10 @@ class ImageError(ValueError):
         self.reason = reason
         self.kind = kind
 
+    def __reduce__(self):
+        # Rebuilt from its fields (not its message) when it crosses a process boundary.
+        return (type(self), (self.source, self.reason, self.kind))
+
 
 def is_image_path(path: Path) -> bool:
     """Whether a file name has one of the image extensions facerep reads."""

@@ -439,3 +439,12 @@ def test_the_pixel_limit_is_checked_once_per_image(tmp_path, monkeypatch):
 def test_pil_image_over_the_limit_is_refused():
     error = image_error(Image.new("RGB", (100, 100)), max_pixels=5_000)
     assert_image_error(error, "<Image>", "refused", "refused")
+
+
+def test_image_error_pickles_with_its_fields() -> None:
+    # Service workers raise it in another process: it must arrive whole.
+    import pickle
+
+    error = pickle.loads(pickle.dumps(ImageError("upload.jpg", "refused: too big", "refused")))
+    assert (error.source, error.reason, error.kind) == ("upload.jpg", "refused: too big", "refused")
+    assert str(error) == "upload.jpg: refused: too big"

@@ -62,6 +62,13 @@ def serve(
     detect_workers: Annotated[
         int, typer.Option(help="Photos decoded and searched for faces at once.", min=1)
     ] = ServiceSettings.detect_workers,
+    detect_processes: Annotated[
+        bool,
+        typer.Option(
+            "--detect-processes/--detect-threads",
+            help="Detect (and embed, with dlib) in worker processes, on every core; or threads.",
+        ),
+    ] = ServiceSettings.detect_processes,
     max_in_flight: Annotated[
         int,
         typer.Option(help="Adds, deletes and face requests handled at once; more: 503.", min=1),
@@ -89,6 +96,7 @@ def serve(
             batch_size=batch_size,
             batch_wait_ms=batch_wait_ms,
             detect_workers=detect_workers,
+            detect_processes=detect_processes,
             max_in_flight=max_in_flight,
         )
         serve_api(settings, host=host, port=port, log_level=log_level)

@@ -30,6 +30,9 @@ class DlibEncoder:
     input_size = CHIP_SIZE
     dim = 128
     threshold: float | None = DEFAULT_THRESHOLD
+    # dlib holds the GIL while it embeds and costs the same per face in a batch: a server
+    # embeds its faces in the worker process that found them (facerep.service.workers).
+    holds_gil = True
 
     def __init__(self, num_jitters: int = 0, batch_size: int = 64):
         self.num_jitters = num_jitters

@@ -1,15 +1,15 @@
 """The service's operations as plain async Python, one method per endpoint; routes only adapt HTTP.
 
-Photos are decoded on a small thread pool (`detect_workers`) and their faces found there (each
-thread has its own dlib models); crops are embedded through the micro-batcher; gallery writes
-go through a single writer thread, one at a time (Gallery serialises writes itself too), while
-searches run on asyncio's default pool side by side. Nothing heavy runs on the event loop.
+Photos are decoded and their faces found by `detect_workers` worker processes (or threads, see
+`service.workers`); crops are embedded through the micro-batcher, unless the workers embedded
+them already (dlib); gallery writes go through a single writer thread, one at a time (Gallery
+serialises writes itself too), while searches run on asyncio's default pool side by side.
+Nothing heavy runs on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +18,12 @@ import numpy as np
 
 from facerep.api import encoder_threshold, resolve_encoder
 from facerep.encoders.base import Encoder
-from facerep.faces.find import NoFaceError, find_faces
-from facerep.images import decode_image
+from facerep.faces.find import NoFaceError
 from facerep.service.batcher import BatcherClosed, EmbedBatcher
 from facerep.service.errors import ServiceError
 from facerep.service.galleries import GalleryRegistry
 from facerep.service.settings import ServiceSettings
+from facerep.service.workers import FaceWorkers, PhotoJob
 from facerep.types import Face, Match, Verdict
 
 MAX_LABEL = 200  # characters; a label names a person, not a document
@@ -47,7 +47,9 @@ class FaceService:
         self.batcher = EmbedBatcher(
             encoder.embed, settings.batch_size, settings.batch_wait_ms / 1000
         )
-        self._detect_pool = ThreadPoolExecutor(settings.detect_workers, "facerep-detect")
+        self.workers = FaceWorkers(settings.detect_workers, settings.detect_processes, encoder)
+        # Encoder passes and faces in the workers (dlib), counted with the batcher's in /metrics.
+        self.worker_passes = self.worker_crops = 0
         self._write_pool = ThreadPoolExecutor(1, "facerep-gallery-write")
 
     @classmethod
@@ -68,20 +70,10 @@ class FaceService:
     async def _warm_up(self) -> None:
         """Load the detector, landmark and encoder weights now, not on the first request.
 
-        dlib's models are built once per thread (`facerep.faces.dlib_models`), so they are loaded
-        in the threads that serve: once in each detect thread, and once in the batcher's.
+        dlib's models are built once per thread (`facerep.faces.dlib_models`) or process, so
+        they are loaded where they serve: in each face worker, and in the batcher's thread.
         """
-        workers = self.settings.detect_workers
-        # Each warm-up waits until all have started, so no thread takes two and every one of
-        # the pool's threads (started one per busy submit) takes one.
-        started = threading.Barrier(workers)
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(
-            *(
-                loop.run_in_executor(self._detect_pool, _warm_up_detector, started)
-                for _ in range(workers)
-            )
-        )
+        await self.workers.start()
         size = self.encoder.input_size
         await self.batcher.warm_up(np.zeros((1, size, size, 3), np.uint8))
 
@@ -92,30 +84,39 @@ class FaceService:
         await asyncio.to_thread(self._close_pools_and_galleries)
 
     def _close_pools_and_galleries(self) -> None:
-        self._detect_pool.shutdown(wait=True)
+        self.workers.close()
         self._write_pool.shutdown(wait=True)
         self.galleries.close()
 
     # ---- faces -----------------------------------------------------------------------------
 
-    async def find_faces(self, photo: Photo) -> list[Face]:
-        """Every face in the photo, aligned for the encoder, largest first (not yet embedded).
+    async def find_faces(self, photo: Photo, max_faces: int | None = None) -> list[Face]:
+        """The photo's faces (the largest `max_faces`, or all), aligned for the encoder, largest
+        first; embedded already when the workers embed.
 
         Raises:
             NoFaceError: the photo has none. ImageError: the bytes are not a usable image.
         """
-        loop = asyncio.get_running_loop()
-        faces = await loop.run_in_executor(self._detect_pool, self._find_faces, photo)
+        size = self.encoder.input_size
+        job = PhotoJob(photo.data, photo.name, self.settings.max_pixels, size, max_faces)
+        faces = await self.workers.find(job)
         if not faces:
             raise NoFaceError(f"{photo.name}: no face found")
+        if self.workers.embeds:
+            self.worker_passes += 1
+            self.worker_crops += len(faces)
         return faces
 
-    def _find_faces(self, photo: Photo) -> list[Face]:
-        pixels = decode_image(photo.data, photo.name, max_pixels=self.settings.max_pixels)
-        return find_faces(pixels, size=self.encoder.input_size)
+    def embed_counts(self) -> tuple[int, int]:
+        """Encoder passes so far and the faces they embedded (the batcher's and the workers')."""
+        return (
+            self.batcher.batches + self.worker_passes,
+            self.batcher.crops + self.worker_crops,
+        )
 
     async def embed_crops(self, faces: list[Face]) -> None:
-        """Set each face's embedding, through one shared encoder pass."""
+        """Set each face's embedding, through one shared encoder pass (unless a worker did)."""
+        faces = [face for face in faces if face.embedding is None]
         if not faces:
             return
         try:
@@ -133,8 +134,8 @@ class FaceService:
 
     async def largest_face(self, photo: Photo) -> Face:
         """The photo's largest face, embedded; NoFaceError when there is none."""
-        faces = await self.find_faces(photo)
-        await self.embed_crops(faces[:1])
+        faces = await self.find_faces(photo, max_faces=1)
+        await self.embed_crops(faces)
         return faces[0]
 
     async def verify(self, a: Photo, b: Photo, threshold: float | None = None) -> Verdict:
@@ -143,7 +144,9 @@ class FaceService:
             limit = encoder_threshold(self.encoder, threshold)
         except ValueError as e:
             raise ServiceError(422, "no_threshold", f"{e}") from None
-        found = await asyncio.gather(self.find_faces(a), self.find_faces(b), return_exceptions=True)
+        found = await asyncio.gather(
+            self.find_faces(a, max_faces=1), self.find_faces(b, max_faces=1), return_exceptions=True
+        )
         for result in found:  # a's problem is reported before b's, whichever finished first
             if isinstance(result, BaseException):
                 raise result
@@ -189,11 +192,6 @@ class FaceService:
         opened = await asyncio.to_thread(self.galleries.get, gallery)
         faces, labels = await asyncio.to_thread(lambda: (len(opened), len(opened.labels())))
         return {"name": gallery, "faces": faces, "labels": labels}
-
-
-def _warm_up_detector(started: threading.Barrier) -> None:
-    started.wait(timeout=60)
-    find_faces(np.full((64, 64, 3), 128, np.uint8))  # builds the detector and landmark models
 
 
 def check_label(label: str) -> str:

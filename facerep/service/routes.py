@@ -133,7 +133,7 @@ async def healthz(service: Service) -> Health:
 async def metrics(request: Request, service: Service) -> PlainTextResponse:
     """Prometheus metrics: requests by route and status, latency, batches, gallery sizes."""
     sizes = service.galleries.sizes()  # counted as galleries change: no database query here
-    text = request.app.state.metrics.render(service.batcher.batches, service.batcher.crops, sizes)
+    text = request.app.state.metrics.render(*service.embed_counts(), sizes)
     return PlainTextResponse(text, media_type=metrics_text.CONTENT_TYPE)
 
 

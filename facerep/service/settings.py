@@ -39,9 +39,13 @@ class ServiceSettings:
     batch_size: int = 8
     # How long a lone request waits for company before its crops go to the encoder alone.
     batch_wait_ms: float = 2.0
-    # Threads decoding photos and finding their faces at once (each holds one decoded photo in
-    # memory and has its own dlib detector).
+    # Photos decoded and searched for faces at once (each worker holds one decoded photo in
+    # memory and has its own dlib models).
     detect_workers: int = 2
+    # Run those workers as processes, side by side on every core (dlib holds the GIL, so
+    # threads take turns), embedding there too with an encoder that holds the GIL (dlib);
+    # False: threads of the server, which start at once and share its memory.
+    detect_processes: bool = True
     # Requests that do work (POST, DELETE) handled at once; more are answered 503 `overloaded`.
     # Each may hold an upload of up to `max_upload_bytes`, so this also bounds their memory.
     max_in_flight: int = 64

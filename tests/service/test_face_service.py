@@ -1,4 +1,4 @@
-"""FaceService: models warmed in the threads that serve, shutdown off the event loop, 503s."""
+"""FaceService: models warmed where they serve, shutdown off the event loop, 503s."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def test_warm_up_builds_each_model_once_in_each_thread_that_serves(
             return _build(*args)
 
         monkeypatch.setattr(dlib, model, counting)
-    settings = ServiceSettings(gallery_dir=service_dir / "warm", token=TOKEN, detect_workers=3)
+    settings = ServiceSettings(
+        gallery_dir=service_dir / "warm", token=TOKEN, detect_workers=3, detect_processes=False
+    )
     with open_client(settings, service_dir / "home-warm") as client:
         warm = dict(built)
         detectors = [f"facerep-detect_{i}" for i in range(3)]
@@ -64,7 +66,10 @@ def test_close_runs_off_the_event_loop(service_dir: Path, monkeypatch: pytest.Mo
 
 
 def test_a_stopped_batcher_answers_503(service_dir: Path, orl) -> None:
-    settings = ServiceSettings(gallery_dir=service_dir / "stopping", token=TOKEN)
+    # In threads, so that the batcher embeds (dlib's process workers embed themselves).
+    settings = ServiceSettings(
+        gallery_dir=service_dir / "stopping", token=TOKEN, detect_processes=False
+    )
     with open_client(settings, service_dir / "home-stopping") as client:
         client.portal.call(client.app.state.service.batcher.stop)
         answer = client.post("/v1/embed", files={"image": ("a.pgm", orl(1, 1))})

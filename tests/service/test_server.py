@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,8 +103,14 @@ def test_kill_9_mid_burst_keeps_every_acknowledged_add(shared_data: Path, tmp_pa
             await asyncio.gather(*(add(i) for i in range(BURST)))
 
     with Server(galleries, tmp_path / "server.log") as server:  # stopped even if the burst fails
+        workers = children(server.process.pid)
         asyncio.run(burst(server))
     assert server.process.returncode == -9, "the burst finished before the kill"
+    assert len(workers) >= 2  # dlib's face workers (and multiprocessing's resource tracker)
+    deadline = time.monotonic() + 10
+    while set(workers) & alive_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(workers) & alive_pids(), "worker processes outlived the killed server"
     assert KILL_AFTER <= len(acknowledged) < BURST
 
     with Server(galleries, tmp_path / "restarted.log") as restarted:
@@ -118,3 +125,22 @@ def test_kill_9_mid_burst_keeps_every_acknowledged_add(shared_data: Path, tmp_pa
         query = {"image": ("q.pgm", orl_photo(shared_data, 1, 9))}
         search = httpx.post(f"{restarted.url}/v1/galleries/{GALLERY}/search", files=query)
         assert search.status_code == 200 and search.json()["matches"]
+
+
+def children(pid: int) -> list[int]:
+    """The running processes whose parent is `pid` (Linux /proc)."""
+    return [child for child in alive_pids() if _state_and_parent(child)[1] == pid]
+
+
+def alive_pids() -> set[int]:
+    """Running processes (zombies, dead but not yet reaped, count as gone)."""
+    pids = {int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()}
+    return {pid for pid in pids if _state_and_parent(pid)[0] not in ("Z", "gone")}
+
+
+def _state_and_parent(pid: int) -> tuple[str, int]:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+    except OSError:
+        return "gone", 0
+    return fields[0], int(fields[1])
