@@ -6,9 +6,9 @@ waits up to `max_wait_s` for more crops while the batch holds fewer than `batch_
 Under load the wait rarely matters: while one pass runs, the next batch queues up behind it.
 
 Whether it pays depends on the encoder (bench/load_test.py, 2 CPU cores, concurrency 16): a
-vit-tiny run serves about 2x the requests/s with batching on, at a mean batch of 8 crops. dlib's
-ResNet costs the same per crop at any batch size and holds the GIL while it runs, so the event
-loop and detection wait and batches hardly form (mean 1.2): on and off are alike (1.0x).
+vit-tiny run serves 1.75-2x the requests/s with batching on, at a mean batch of 8 crops. dlib's
+ResNet costs the same per crop at any batch size and holds the GIL while it runs: the server's
+face workers embed with it in their own processes instead (`facerep.service.workers`).
 """
 
 from __future__ import annotations
