@@ -3,9 +3,9 @@
 The package's own `__init__` imports `pkg_resources` (gone from recent setuptools), so its folder is
 located without importing it. Nothing is downloaded: a missing file is an installation error.
 
-Each thread gets its own model objects: dlib's detectors keep scratch state while they run and
-release the GIL, so two threads sharing one get wrong boxes or crash the process (seen with 4
-threads on ORL: 99 of 200 detections differed from a single thread's, and one run segfaulted).
+Each thread gets its own model objects: dlib's detectors keep scratch state while they run, so
+two threads sharing one get wrong boxes or crash the process (seen with 4 threads on ORL: 99 of
+200 detections differed from a single thread's, and one run segfaulted).
 """
 
 from __future__ import annotations

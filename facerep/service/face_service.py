@@ -74,8 +74,9 @@ class FaceService:
         they are loaded where they serve: in each face worker, and in the batcher's thread.
         """
         await self.workers.start()
-        size = self.encoder.input_size
-        await self.batcher.warm_up(np.zeros((1, size, size, 3), np.uint8))
+        if not self.workers.embeds:  # else the batcher never embeds: nothing to load there
+            size = self.encoder.input_size
+            await self.batcher.warm_up(np.zeros((1, size, size, 3), np.uint8))
 
     async def close(self) -> None:
         """Finish the work under way, then close every gallery."""
@@ -115,7 +116,8 @@ class FaceService:
         )
 
     async def embed_crops(self, faces: list[Face]) -> None:
-        """Set each face's embedding, through one shared encoder pass (unless a worker did)."""
+        """Embed the faces that have no embedding yet (a worker may have embedded them),
+        through one encoder pass shared with other requests."""
         faces = [face for face in faces if face.embedding is None]
         if not faces:
             return
@@ -139,7 +141,8 @@ class FaceService:
         return faces[0]
 
     async def verify(self, a: Photo, b: Photo, threshold: float | None = None) -> Verdict:
-        """Whether the largest faces of two photos are one person (both embedded in one pass)."""
+        """Whether the largest faces of two photos are one person (embedded in one shared pass,
+        or by the face workers)."""
         try:
             limit = encoder_threshold(self.encoder, threshold)
         except ValueError as e:

@@ -1,22 +1,30 @@
 """Where uploaded photos are decoded and their faces found: worker processes, or threads.
 
-dlib's detector, landmark model and recogniser hold the GIL while they run, so threads of one
-process take turns on one core (two threads on ORL photos run at 0.85x one thread). Worker
-processes run them side by side on every core. With an encoder that holds the GIL too (dlib's,
-`holds_gil`), a worker embeds the faces it found as well: dlib gains nothing from batching, and
-shipping the crops back only to queue them on one core would waste the other. Encoders that
-release the GIL (torch) keep embedding in the server, where the micro-batcher shares passes.
+dlib's models do not run side by side in threads of one process: on ORL photos two threads
+that detect and embed run at 0.85x the rate of one, and dlib's recogniser alone at 0.96x (it
+holds the GIL). Worker processes run them side by side on every core. With an encoder that
+holds the GIL (dlib's: `holds_gil`), a worker embeds the faces it found as well: dlib gains
+nothing from batching, and shipping the crops back only to queue them on one core would waste
+the other. Encoders that release the GIL (torch) keep embedding in the server, where the
+micro-batcher shares forward passes.
 
 Workers are spawned (never forked from a server that runs threads), build their models when they
 start, die with the server (Linux: PR_SET_PDEATHSIG, so a kill -9 leaves no orphans) and ignore
-Ctrl-C, which the server handles. A worker that dies is replaced on the next request.
+Ctrl-C, which reaches the whole process group while the server drains its requests. If a worker
+dies, the pool fails every photo it holds (503 with Retry-After) and a fresh pool, warmed in
+the background, takes over.
+
+Spawned workers import the module that started the server, as multiprocessing does: a script
+that serves must keep its top level under `if __name__ == "__main__":`.
+
+This module is what workers import: it stays free of FastAPI and FAISS.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
+import logging
 import multiprocessing
 import os
 import signal
@@ -31,10 +39,12 @@ import numpy as np
 from facerep.encoders.base import Encoder
 from facerep.faces.find import find_faces
 from facerep.images import decode_image
-from facerep.service.errors import ServiceError
 from facerep.types import Face
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+RETRY_AFTER_SECONDS = 1
+
+logger = logging.getLogger(__name__)
 
 # The encoder a worker process embeds with (None: the server embeds); set by `_start_worker`.
 _worker_encoder: Encoder | None = None
@@ -81,6 +91,7 @@ class FaceWorkers:
         self._encoder = encoder if self.embeds else None
         self._lock = threading.Lock()
         self._pool = self._new_pool()
+        self._warming: asyncio.Task | None = None  # a replacement pool starting its workers
 
     def _new_pool(self) -> Executor:
         if not self.processes:
@@ -111,23 +122,32 @@ class FaceWorkers:
         """The photo's faces, largest first (with embeddings when `embeds`).
 
         Raises:
-            ImageError: not a usable image. ServiceError: 503 when the worker died on it.
+            ImageError: not a usable image. ServiceError: 503 when a worker died meanwhile.
         """
         pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, find_photo_faces, job)
         except BrokenProcessPool:
             self._replace(pool)
+            from facerep.service.errors import ServiceError  # server-side only: FastAPI
+
             raise ServiceError(
-                503, "unavailable", f"{job.name}: the worker handling it stopped; retry"
+                503,
+                "unavailable",
+                f"{job.name}: a face worker stopped while it waited; retry",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
             ) from None
 
     def _replace(self, broken: Executor) -> None:
-        """A new pool for the broken one (once, however many requests saw it break)."""
+        """A new pool for the broken one (once, however many requests saw it break), warmed
+        in the background so that the next requests do not wait for its models."""
         with self._lock:
-            if self._pool is broken:
-                self._pool = self._new_pool()
+            if self._pool is not broken:
+                return
+            self._pool = self._new_pool()
         broken.shutdown(wait=False, cancel_futures=True)
+        logger.warning("a face worker process died; its photos were answered 503, restarting")
+        self._warming = asyncio.get_running_loop().create_task(self.start())
 
     def pids(self) -> list[int]:
         """The worker processes' ids (none for threads, or before `start`)."""
@@ -142,12 +162,15 @@ class FaceWorkers:
 def _start_worker(server_pid: int, encoder: Encoder | None) -> None:
     """Runs first in each worker process: tie it to the server, then build its models."""
     global _worker_encoder
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
+    # Ctrl-C reaches the whole process group: the server drains its requests, then stops us.
+    # SIGTERM keeps its default: the pool terminates the workers of a broken pool with it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The signal comes when the thread that spawned us ends: the server's event loop thread,
     # which submits every job (a pool spawns its processes on submit), lives as long as it.
     if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            logger.warning("prctl(PR_SET_PDEATHSIG) failed (errno %d)", ctypes.get_errno())
         if os.getppid() != server_pid:  # the server died before prctl took effect
             os._exit(1)
     _worker_encoder = encoder

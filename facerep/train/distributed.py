@@ -54,7 +54,8 @@ def data_parallel(model: nn.Module, world: World) -> nn.Module:
     threads live on into interpreter shutdown, where releasing a finished collective's
     Python-owned tensors aborts the process ("terminate called without an active exception").
     DDP's bucket tensors are C++-only; the trainer's own collectives use the default group,
-    which `shutdown` really tears down (its threads joined) before the process exits.
+    which `shutdown` really tears down (its threads joined) before the process exits. Keep it
+    so: no Python comm hooks or other Python tensors on DDP's group.
     """
     if world.size == 1:
         return model

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from bench.load_test import AUTH, GALLERY, Server, enrol, fire, make_jobs, orl_photo
+from facerep.service import ServiceSettings
 from facerep.tasks.gallery import Gallery
 
 
@@ -103,10 +104,10 @@ def test_kill_9_mid_burst_keeps_every_acknowledged_add(shared_data: Path, tmp_pa
             await asyncio.gather(*(add(i) for i in range(BURST)))
 
     with Server(galleries, tmp_path / "server.log") as server:  # stopped even if the burst fails
-        workers = children(server.process.pid)
+        workers = [pid for pid in children(server.process.pid) if is_face_worker(pid)]
         asyncio.run(burst(server))
     assert server.process.returncode == -9, "the burst finished before the kill"
-    assert len(workers) >= 2  # dlib's face workers (and multiprocessing's resource tracker)
+    assert len(workers) == ServiceSettings.detect_workers
     deadline = time.monotonic() + 10
     while set(workers) & alive_pids() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -130,6 +131,15 @@ def test_kill_9_mid_burst_keeps_every_acknowledged_add(shared_data: Path, tmp_pa
 def children(pid: int) -> list[int]:
     """The running processes whose parent is `pid` (Linux /proc)."""
     return [child for child in alive_pids() if _state_and_parent(child)[1] == pid]
+
+
+def is_face_worker(pid: int) -> bool:
+    """Whether `pid` is a spawned multiprocessing worker (not its resource tracker)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"spawn_main" in command
 
 
 def alive_pids() -> set[int]:

@@ -83,6 +83,7 @@ def test_a_worker_that_dies_is_answered_503_then_replaced(orl) -> None:
                     await workers.find(job(photo))
                     await asyncio.sleep(0.1)
             assert died.value.status == 503 and died.value.code == "unavailable"
+            assert died.value.headers == {"Retry-After": "1"}
             faces = await workers.find(job(photo))  # a new pool took over
             assert len(faces) == 1 and faces[0].embedding is not None
             assert pid not in set(workers.pids())
