@@ -347,7 +347,7 @@ def render_markdown(report: dict) -> str:
     for encoder, rows in report["results"].items():
         for name, r in rows.items():
             lines.append(
-                f"| {Path(encoder).name} | {name} | {r.get('workers', 'threads')} | "
+                f"| {Path(encoder).name} | {name} | {r['workers']} | "
                 f"{r['concurrency']} | {r['batch_size']} | "
                 f"{r['requests']} | {r['errors']} | {r['requests_per_s']:.1f} | "
                 f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['healthz_p99_ms']:.0f} | "
