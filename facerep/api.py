@@ -124,7 +124,9 @@ def embed(
         ImageError: the photo cannot be read.
     """
     chosen = resolve_encoder(encoder)
-    faces = _find(image, chosen, detector, upsample, max_pixels)
+    faces = detect(
+        image, size=chosen.input_size, detector=detector, upsample=upsample, max_pixels=max_pixels
+    )
     _embed_faces(faces, chosen)
     return faces
 
@@ -144,13 +146,16 @@ def largest_face(
     """
     chosen = resolve_encoder(encoder)
     pixels = load_image(image, max_pixels=max_pixels)  # decoded here: its size explains a miss
-    faces = _find(pixels, chosen, detector, upsample, max_pixels)
+    # Only the largest is aligned: enrolling, searching and verifying need no other.
+    faces = find_faces(
+        pixels, size=chosen.input_size, detector=detector, upsample=upsample, max_faces=1
+    )
     if not faces:
         height, width = pixels.shape[:2]
         small = min(height, width) < MIN_IMAGE_SIDE
         why = f" (image too small to hold a face: {width}x{height} px)" if small else ""
         raise NoFaceError(f"{describe_source(image)}: no face found{why}")
-    _embed_faces(faces[:1], chosen)
+    _embed_faces(faces, chosen)
     return faces[0]
 
 
@@ -215,14 +220,6 @@ def cluster(
         encoder_threshold(chosen, threshold),
         detector=detector,
         on_progress=on_progress,
-    )
-
-
-def _find(
-    image: ImageSource, encoder: Encoder, detector: DetectorName, upsample: int, max_pixels: int
-) -> list[Face]:
-    return detect(
-        image, size=encoder.input_size, detector=detector, upsample=upsample, max_pixels=max_pixels
     )
 
 
