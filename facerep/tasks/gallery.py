@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS faces (
     vector BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS faces_label ON faces (label);
+-- enrol_folder asks which of each batch's photos are in already: without it, a full scan per batch
+CREATE INDEX IF NOT EXISTS faces_source ON faces (source);
 CREATE TABLE IF NOT EXISTS removed (id INTEGER PRIMARY KEY);
 """
 

@@ -225,3 +225,19 @@ def test_a_refused_open_closes_its_database(tmp_path: Path, monkeypatch) -> None
         Gallery(tmp_path / "g", FakeEncoder("other", 32))
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         opened[-1].execute("SELECT 1")
+
+
+def test_enrolled_finds_sources_through_an_index(tmp_path: Path) -> None:
+    vectors, labels = people(2, 2)
+    gallery = Gallery(tmp_path / "g", FakeEncoder())
+    gallery.add_embeddings(vectors, labels, sources=["a.jpg", "b.jpg", "c.jpg", None])
+    assert gallery.enrolled(["a.jpg", "c.jpg", "z.jpg"]) == {
+        ("a.jpg", "person0"),
+        ("c.jpg", "person1"),
+    }
+    assert gallery.enrolled([]) == set()
+    # enrol_folder asks once per batch: a scan of every face each time grows with the gallery.
+    plan = gallery._db.execute(
+        "EXPLAIN QUERY PLAN SELECT source, label FROM faces WHERE source IN (?, ?)", ("a", "b")
+    ).fetchall()
+    assert "USING INDEX faces_source" in str(plan)
