@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from facerep.cli.output import (
     Json,
@@ -14,6 +13,7 @@ from facerep.cli.output import (
     console,
     console_err,
     print_json,
+    print_table,
     progress_bar,
     user_errors,
 )
@@ -74,13 +74,15 @@ def search(
     if not matches:
         console.print(f"{gallery}: the gallery is empty")
         return
-    table = Table("rank", "label", "distance", "same person", "id", "source")
-    for rank, match in enumerate(matches, 1):
-        same = "-" if match.same is None else ("yes" if match.same else "no")
-        table.add_row(
-            str(rank), match.label, f"{match.distance:.4f}", same, str(match.id), match.source or ""
-        )
-    console.print(table)
+    rows = (
+        (rank, m.label, f"{m.distance:.4f}", _yes_no(m.same), m.id, m.source or "")
+        for rank, m in enumerate(matches, 1)
+    )
+    print_table(rows, "rank", "label", "distance", "same person", "id", "source")
+
+
+def _yes_no(same: bool | None) -> str:
+    return "-" if same is None else ("yes" if same else "no")
 
 
 def _match_dict(match) -> dict:

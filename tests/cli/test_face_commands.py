@@ -67,6 +67,9 @@ def test_gallery_add_search_remove(photos: Path, shared_data: Path, tmp_path: Pa
     matches = json.loads(facerep("search", gallery, str(probe), "-k", "3", "--json").stdout)
     assert [m["label"] for m in matches] == ["s3"] * 3 and matches[0]["same"] is True
     assert {"id", "distance", "source", "box"} <= matches[0].keys()
+    table = facerep("search", gallery, str(probe), "-k", "1")
+    assert table.returncode == 0 and "same person" in table.stdout
+    assert " s3 " in table.stdout and " yes " in table.stdout
 
     removed = facerep("gallery", "remove", gallery, "--label", "s3", "--json")
     assert json.loads(removed.stdout) == {"removed": 4, "compacted": True}
