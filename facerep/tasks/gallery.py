@@ -56,6 +56,10 @@ CREATE INDEX IF NOT EXISTS faces_label ON faces (label);
 CREATE INDEX IF NOT EXISTS faces_source ON faces (source);
 CREATE TABLE IF NOT EXISTS removed (id INTEGER PRIMARY KEY);
 """
+_FACE_COLUMNS = "id, label, source, box, added"  # a GalleryFace, in its field order
+# `IN` over one JSON array parameter: a list of any length, where one `?` per item would stop at
+# SQLite's variable limit (32,766 in many builds) for a large batch of queries.
+_IN_LIST = "(SELECT value FROM json_each(?))"
 
 
 # What went wrong, for callers that answer differently (the HTTP service picks a status by it):
@@ -471,7 +475,7 @@ class Gallery:
 
     def faces(self, label: str | None = None) -> list[GalleryFace]:
         """The enrolled faces (of one label, or all), oldest first."""
-        query = "SELECT id, label, source, box, added FROM faces"
+        query = f"SELECT {_FACE_COLUMNS} FROM faces"
         args: tuple = ()
         if label is not None:
             query, args = query + " WHERE label = ?", (label,)
@@ -481,13 +485,10 @@ class Gallery:
 
     def enrolled(self, sources: Iterable[str]) -> set[tuple[str, str]]:
         """The (source, label) pairs already in the gallery among `sources`."""
-        sources = list(sources)
-        if not sources:
-            return set()
-        marks = ",".join("?" * len(sources))
         with self._db_lock:
             rows = self._db.execute(
-                f"SELECT source, label FROM faces WHERE source IN ({marks})", sources
+                f"SELECT source, label FROM faces WHERE source IN {_IN_LIST}",
+                (json.dumps(list(sources)),),
             ).fetchall()
         return set(rows)
 
@@ -518,7 +519,7 @@ class Gallery:
         with self._rw.read():
             scores, ids = self._index.search(l2_normalise(embeddings), k, exclude=self._removed)
         with self._db_lock:
-            found = {face.id: face for face in self._faces_by_id(ids[ids >= 0].tolist())}
+            found = {face.id: face for face in self._faces_by_id(np.unique(ids[ids >= 0]))}
         threshold = getattr(self._encoder, "threshold", None) if self._encoder else None
         return [
             [
@@ -529,12 +530,10 @@ class Gallery:
             for row_scores, row_ids in zip(scores, ids.tolist(), strict=True)
         ]
 
-    def _faces_by_id(self, ids: list[int]) -> list[GalleryFace]:
-        if not ids:
-            return []
-        marks = ",".join("?" * len(ids))
+    def _faces_by_id(self, ids: np.ndarray) -> list[GalleryFace]:
         rows = self._db.execute(
-            f"SELECT id, label, source, box, added FROM faces WHERE id IN ({marks})", ids
+            f"SELECT {_FACE_COLUMNS} FROM faces WHERE id IN {_IN_LIST}",
+            (json.dumps(ids.tolist()),),
         ).fetchall()
         return [_gallery_face(row) for row in rows]
 

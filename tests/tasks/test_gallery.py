@@ -241,3 +241,17 @@ def test_enrolled_finds_sources_through_an_index(tmp_path: Path) -> None:
         "EXPLAIN QUERY PLAN SELECT source, label FROM faces WHERE source IN (?, ?)", ("a", "b")
     ).fetchall()
     assert "USING INDEX faces_source" in str(plan)
+
+
+def test_lookups_of_many_ids_or_sources_are_not_bounded_by_sqlite_variables(tmp_path) -> None:
+    import sqlite3
+
+    vectors, labels = people(10, 5)
+    gallery = Gallery(tmp_path / "g", FakeEncoder())
+    gallery.add_embeddings(vectors, labels, sources=[f"{i}.jpg" for i in range(50)])
+    # Builds differ (32,766 or 250,000 variables); a batch of queries must not depend on it.
+    gallery._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 8)
+    found = gallery.search_embeddings(vectors, k=5)
+    assert [matches[0].id for matches in found] == list(range(1, 51))
+    assert all(len(matches) == 5 for matches in found)
+    assert len(gallery.enrolled([f"{i}.jpg" for i in range(100)])) == 50
