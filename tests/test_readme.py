@@ -18,6 +18,7 @@ def test_the_face_tools_example_runs(
     monkeypatch.chdir(tmp_path)  # the example writes runs/people
     exec(compile(code, "README.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("Box(left=") and printed[0].endswith(" (128,)")
     assert printed[1].startswith("Verdict(") and "same=True" in printed[1]
     assert "label='s2'" in printed[2]
     assert printed[3:] == ["10", "1 0"]
