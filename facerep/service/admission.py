@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from facerep.service.errors import error_response
+from facerep.service.errors import RETRY_AFTER_SECONDS, error_response
 
 UNLIMITED_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-RETRY_AFTER_SECONDS = 1
 
 
 class InFlightLimitMiddleware:

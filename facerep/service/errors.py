@@ -13,7 +13,9 @@ Status codes:
   decompression bomb; 422 rather than 413 because the upload itself was small), `no_face`,
   `no_threshold` (verify with an uncalibrated encoder and no `threshold`).
 - 500 `internal_error`: a bug; the traceback goes to the server log, never to the client.
-- 503 `unavailable`: the server is shutting down.
+- 503 `overloaded`: over `--max-in-flight` requests at once; `unavailable`: the server is
+  shutting down, or a face worker died meanwhile. Both retryable: `Retry-After` says when
+  (except while shutting down).
 - 503 `gallery_unavailable`: the gallery's files cannot be read as a gallery (damaged, not a
   folder) or are of a format this server does not support. Not the client's mistake, so not a
   4xx, and not a bug, so not a 500: it stays so until someone repairs the gallery on the server
@@ -35,6 +37,10 @@ from facerep.images import ImageError
 from facerep.tasks.gallery import GalleryError, GalleryErrorKind
 
 log = logging.getLogger("facerep.service")
+
+# Seconds a client told to retry (503 overloaded, a face worker died) should wait: a request
+# takes ~0.1 s of CPU, so by then the queue has moved or a new worker has started.
+RETRY_AFTER_SECONDS = 1
 
 # Codes for the errors Starlette and FastAPI raise themselves.
 STATUS_CODES = {

@@ -42,7 +42,6 @@ from facerep.images import decode_image
 from facerep.types import Face
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
-RETRY_AFTER_SECONDS = 1
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +128,8 @@ class FaceWorkers:
             return await asyncio.get_running_loop().run_in_executor(pool, find_photo_faces, job)
         except BrokenProcessPool:
             self._replace(pool)
-            from facerep.service.errors import ServiceError  # server-side only: FastAPI
+            # Server-side only: errors imports FastAPI, which workers never load.
+            from facerep.service.errors import RETRY_AFTER_SECONDS, ServiceError
 
             raise ServiceError(
                 503,
