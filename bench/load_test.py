@@ -300,7 +300,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def measure_encoder(args: argparse.Namespace, encoder: str, work: Path) -> dict[str, dict]:
-    """The three configurations for one encoder, with ratios against the sequential baseline."""
+    """The four configurations for one encoder, with ratios against the sequential baseline."""
     configs = {
         "batched": (args.requests, args.concurrency, DEFAULT_BATCH, "processes"),
         "unbatched": (args.baseline_requests, args.concurrency, 1, "processes"),
