@@ -46,17 +46,15 @@ def labelled_photos(folder: str | Path, label: str | None = None) -> list[tuple[
     if not items:
         raise ValueError(f"{folder}: no photos found")
     if label is not None:
-        return [(Path(item.path).resolve(), label) for item in items]
-    root = Path(folder)
-    loose = [item.name for item in items if len(Path(item.path).relative_to(root).parts) < 2]
-    if root.is_file() or loose:
+        return [(item.path.resolve(), label) for item in items]
+    # An item's key is its path relative to `folder` (a lone photo's is its own name).
+    loose = [item.name for item in items if "/" not in item.key]
+    if loose:
         raise ValueError(
-            f"{folder}: photos outside person folders ({(loose or [str(root)])[0]}); give a "
-            "label or put each person's photos in a folder named for them"
+            f"{folder}: photos outside person folders ({loose[0]}); give a label or put each "
+            "person's photos in a folder named for them"
         )
-    return [
-        (Path(item.path).resolve(), Path(item.path).relative_to(root).parts[0]) for item in items
-    ]
+    return [(item.path.resolve(), item.key.split("/")[0]) for item in items]
 
 
 def embed_largest_faces(
@@ -108,7 +106,7 @@ def enrol_folder(
         known = gallery.enrolled(str(path) for path, _ in batch)
         todo = [(path, name) for path, name in batch if (str(path), name) not in known]
         summary.already_enrolled += len(batch) - len(todo)
-        faces = [(p, n, f) for p, n, f in embed_largest_faces(todo, gallery.encoder)]
+        faces = list(embed_largest_faces(todo, gallery.encoder))
         summary.failures += [(str(p), f) for p, _, f in faces if isinstance(f, str)]
         found = [(p, n, f) for p, n, f in faces if not isinstance(f, str)]
         if found:
