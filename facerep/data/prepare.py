@@ -170,8 +170,6 @@ class _Screen:
 
     def __init__(self, known: list[tuple[str, str, str, str]], summary: PrepareSummary):
         self.summary = summary
-        # A refused input (over --max-pixels) is tried again: the limit may have been raised.
-        known = [row for row in known if row[3] != "refused"]
         self.done = {(digest, key) for digest, key, _, _ in known}
         self.seen: dict[str, str] = {}
         for digest, _, path, status in known:

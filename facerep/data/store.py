@@ -67,6 +67,9 @@ FAILED_STATUSES: frozenset[FileStatus] = frozenset(
 )
 # The failures that are errors: files that could not be read or decoded, and internal bugs.
 ERROR_STATUSES: frozenset[FileStatus] = frozenset({"corrupt", "refused", "unreadable", "error"})
+# The `files` rows whose outcome a later run does not keep but tries again: inputs that could
+# not be read at all (no hash), and inputs refused for their size (the limit may be raised).
+_RETRIED = "(hash IS NULL OR status = 'refused')"
 
 
 @dataclass
@@ -168,9 +171,13 @@ class DatasetWriter:
                 )
 
     def known_inputs(self) -> list[tuple[str, str, str, str]]:
-        """(content hash, key, path, status) of every input already recorded, in order."""
+        """(content hash, key, path, status) of every input whose outcome stands, in order.
+
+        Unreadable and refused inputs are left out: a re-run tries them again, and `add`
+        replaces their old outcome.
+        """
         rows = self._db.execute(
-            "SELECT hash, key, path, status FROM files WHERE hash IS NOT NULL ORDER BY id"
+            f"SELECT hash, key, path, status FROM files WHERE NOT {_RETRIED} ORDER BY id"
         )
         return rows.fetchall()
 
@@ -184,11 +191,9 @@ class DatasetWriter:
             self._crops.flush()
             os.fsync(self._crops.fileno())
         with self._db:
-            # An input that could not be read or was refused last time is retried: drop its old
-            # outcome.
+            # An input retried (see `known_inputs`) has its old outcome replaced.
             self._db.executemany(
-                "DELETE FROM files WHERE key = ? AND (hash IS NULL OR status = 'refused')",
-                [(r.key,) for r in records],
+                f"DELETE FROM files WHERE key = ? AND {_RETRIED}", [(r.key,) for r in records]
             )
             self._db.executemany(
                 "INSERT INTO files (path, key, hash, identity, split, status, reason, faces) "

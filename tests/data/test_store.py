@@ -67,6 +67,22 @@ def test_duplicates_and_ignored_files_are_not_failures(tmp_path: Path) -> None:
     assert data.outcomes() == {"ok": 1, "no_face": 1, "duplicate": 1, "ignored": 1, "corrupt": 1}
 
 
+def test_unreadable_and_refused_inputs_are_retried_and_replaced(tmp_path: Path) -> None:
+    unreadable = FileRecord("gone.jpg", None, "unreadable", "permission denied")
+    refused = FileRecord("huge.jpg", "hash-huge", "refused", "exceeds the limit")
+    with DatasetWriter(tmp_path, SIZE, {}) as writer:
+        writer.add([record("a.jpg", 1), unreadable, refused])
+        # Only outcomes that stand are known: the other two are tried again by the next run.
+        assert writer.known_inputs() == [("hash-a.jpg", "a.jpg", "a.jpg", "ok")]
+        writer.add([record("gone.jpg", 0), record("huge.jpg", 1)])
+    data = open_dataset(tmp_path)
+    assert [(f.path, f.status) for f in data.files] == [
+        ("a.jpg", "ok"),
+        ("gone.jpg", "no_face"),
+        ("huge.jpg", "ok"),
+    ]
+
+
 def test_bytes_left_by_a_crash_are_dropped(tmp_path: Path) -> None:
     with DatasetWriter(tmp_path, SIZE, {}) as writer:
         writer.add([record("a.jpg", 1, fill=1)])
