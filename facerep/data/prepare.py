@@ -28,7 +28,7 @@ from facerep.data.store import (
 )
 from facerep.faces.align import DEFAULT_PADDING, alignment_template
 from facerep.faces.dlib_models import DetectorName
-from facerep.faces.find import MIN_IMAGE_SIDE, find_faces
+from facerep.faces.find import find_faces, too_small_reason
 from facerep.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -299,11 +299,9 @@ def _fill_record(
             image = decode_image(payload, record.path, max_pixels=options.max_pixels)
         else:
             image = payload
-        height, width = image.shape[:2]
-        if min(height, width) < MIN_IMAGE_SIDE:
-            # Told apart from `no_face`: no detector could have found one.
-            record.status = "too_small"
-            record.reason = f"image too small to hold a face ({width}x{height} px)"
+        too_small = too_small_reason(image)
+        if too_small:  # told apart from `no_face`: no detector could have found one
+            record.status, record.reason = "too_small", too_small
             return record
         faces = _find(image, record.identity, options)
     except ImageError as e:

@@ -14,6 +14,17 @@ from facerep.types import Face
 MIN_IMAGE_SIDE = 12
 
 
+def too_small_reason(image: np.ndarray) -> str | None:
+    """Why an `[H, W, 3]` image cannot hold a face, or None when it can.
+
+    An image can when its shorter side is `MIN_IMAGE_SIDE` pixels or more.
+    """
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_IMAGE_SIDE:
+        return f"image too small to hold a face ({width}x{height} px)"
+    return None
+
+
 class NoFaceError(ValueError):
     """A photo in which no face was found, where one was needed; one line: `source: reason`."""
 
@@ -31,9 +42,9 @@ def find_faces(
     """Detect, landmark and align every face in an `[H, W, 3]` uint8 image, largest first.
 
     Each face carries its `[size, size, 3]` aligned crop and its landmarks in crop pixels. An
-    image whose shorter side is below `MIN_IMAGE_SIDE` pixels holds none: it is not searched.
+    image too small to hold one (`too_small_reason`) is not searched.
     """
-    if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+    if too_small_reason(image):
         return []
     detections = detect_faces(image, detector=detector, upsample=upsample, min_face=min_face)
     faces = []

@@ -9,7 +9,7 @@ from PIL import Image
 from facerep.faces import find
 from facerep.faces.align import align_face, alignment_template
 from facerep.faces.detect import Detection, _detect_once, detect_faces
-from facerep.faces.find import MIN_IMAGE_SIDE, find_faces
+from facerep.faces.find import MIN_IMAGE_SIDE, find_faces, too_small_reason
 from facerep.images import load_image
 from facerep.types import Face, Pose
 
@@ -159,13 +159,17 @@ def test_find_faces_crop_has_the_requested_size(astronaut, size, padding):
 @pytest.mark.parametrize("shape", [(8, 8), (MIN_IMAGE_SIDE - 1, 200), (300, MIN_IMAGE_SIDE - 1)])
 def test_too_small_image_has_no_face_and_is_not_searched(shape, monkeypatch):
     monkeypatch.setattr(find, "detect_faces", lambda *_, **__: pytest.fail("detector ran"))
-    assert find_faces(np.zeros((*shape, 3), np.uint8)) == []
+    image = np.zeros((*shape, 3), np.uint8)
+    assert find_faces(image) == []
+    reason = f"image too small to hold a face ({shape[1]}x{shape[0]} px)"
+    assert too_small_reason(image) == reason
 
 
 def test_smallest_allowed_image_is_searched(monkeypatch):
     searched = []
     monkeypatch.setattr(find, "detect_faces", lambda image, **_: searched.append(image) or [])
     image = np.zeros((MIN_IMAGE_SIDE, MIN_IMAGE_SIDE, 3), np.uint8)
+    assert too_small_reason(image) is None
     assert find_faces(image) == [] and len(searched) == 1
     monkeypatch.undo()
     assert find_faces(image) == []  # dlib copes with it
