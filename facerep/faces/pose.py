@@ -27,7 +27,6 @@ NOSE_DROP = float(
 # Pitch moves the nose base on a circle of this radius about the eye line (side view), starting
 # from this angle below the line of sight when frontal.
 NOSE_REACH = math.hypot(NOSE_DROP, NOSE_DEPTH)
-_NOSE_REACH_SQUARED = NOSE_DROP**2 + NOSE_DEPTH**2
 _FRONTAL_NOSE_ANGLE = math.atan2(NOSE_DEPTH, NOSE_DROP)
 
 
@@ -51,7 +50,7 @@ def estimate_pose(landmarks: np.ndarray) -> Pose:
     nose_y = (sin_r * offset[0] + cos_r * offset[1]) / interocular
     yaw, drop = _solve_yaw(nose_x, nose_y)
     # Pitch p puts the nose base drop*cos(p) + depth*sin(p) below the eye line, and
-    # depth*cos(p) - drop*sin(p) in front of it; the two lie on a circle of radius `reach`.
+    # depth*cos(p) - drop*sin(p) in front of it; the two lie on a circle of radius NOSE_REACH.
     depth = math.sqrt(max(NOSE_REACH**2 - drop**2, 0.0))
     pitch = _FRONTAL_NOSE_ANGLE - math.atan2(depth, drop)
     return Pose(math.degrees(yaw), math.degrees(pitch), math.degrees(roll))
@@ -65,7 +64,7 @@ def _solve_yaw(u: float, v: float) -> tuple[float, float]:
     s = cos^2(yaw) that is v^2 s^2 - (u^2 + v^2 + reach^2) s + reach^2 = 0: the smaller root.
     Beyond ~24 degrees down the nose's drop shrinks again, so larger pitches read smaller.
     """
-    reach2 = _NOSE_REACH_SQUARED
+    reach2 = NOSE_REACH**2
     b = u * u + v * v + reach2
     # The stable form of the smaller root, exact also when v = 0.
     s = 2.0 * reach2 / (b + math.sqrt(max(b * b - 4.0 * v * v * reach2, 0.0)))
