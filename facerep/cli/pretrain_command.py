@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json as jsonlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from facerep.cli.output import Quiet, UsageError, console, console_err, print_json
 from facerep.data.store import DatasetError
-from facerep.models.masking import MaskingStrategy
+from facerep.models.strategies import MaskingStrategy
 from facerep.train.config import Precision, load_config
-from facerep.train.loop import PretrainResult, StepInfo, TrainingDiverged, pretrain, resume_config
+
+if TYPE_CHECKING:  # torch: imported when `pretrain` runs, not by every command
+    from facerep.train.loop import PretrainResult, StepInfo
 
 
 def pretrain_command(
@@ -84,6 +86,8 @@ def pretrain_command(
         "model_overrides": _parse_overrides(model_option) or None,
         "use_all_identities": use_all_identities or None,
     }
+    from facerep.train.loop import TrainingDiverged, pretrain, resume_config
+
     try:
         if resume is not None:
             _refuse_with_resume({**flags, "config": config, "overwrite": overwrite or None})

@@ -1,6 +1,20 @@
 """Masked autoencoders and baselines that learn face representations, built by name."""
 
-from facerep.models.mae import MaskedAutoencoder
-from facerep.models.registry import ModelConfig, create_model, list_models
+# Loaded on first use: importing a torch-free submodule (strategies) must not import torch.
+_LAZY = {
+    "MaskedAutoencoder": "facerep.models.mae",
+    "ModelConfig": "facerep.models.registry",
+    "create_model": "facerep.models.registry",
+    "list_models": "facerep.models.registry",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'facerep.models' has no attribute {name!r}")
+
 
 __all__ = ["MaskedAutoencoder", "ModelConfig", "create_model", "list_models"]

@@ -22,10 +22,8 @@ from typing import Literal, NamedTuple
 import torch
 import torch.nn.functional as F
 
+from facerep.models.strategies import MASKING_STRATEGIES, MaskingStrategy
 from facerep.models.vit import to_pair
-
-MaskingStrategy = Literal["random", "face-regions", "noise"]
-MASKING_STRATEGIES: tuple[MaskingStrategy, ...] = ("random", "face-regions", "noise")
 
 NoiseFilter = Literal["low-pass", "band-pass"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from facerep.models.masking import MaskingStrategy
+from facerep.models.strategies import MaskingStrategy
 
 Precision = Literal["auto", "fp32", "bf16"]
 

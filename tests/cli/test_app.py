@@ -27,11 +27,15 @@ def test_help_on_every_command(command: list[str]) -> None:
     assert result.returncode == 0 and "Usage" in result.stdout
 
 
-def test_commands_that_need_no_gallery_do_not_load_faiss() -> None:
-    # The whole CLI is imported for any command; FAISS (and its OpenMP runtime) only when used.
-    script = "import sys, facerep, facerep.cli.app; print('faiss' in sys.modules)"
+def test_the_cli_loads_neither_faiss_nor_torch_until_a_command_needs_them() -> None:
+    # The whole CLI is imported for any command; FAISS (and its OpenMP runtime) and torch
+    # (a second of import) only when a command uses them.
+    script = (
+        "import sys, facerep, facerep.cli.app; "
+        "print('faiss' in sys.modules, 'torch' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr
+    assert done.returncode == 0 and done.stdout.strip() == "False False", done.stderr
 
 
 def test_prepare_builtin_sample_then_info_json(tmp_path: Path) -> None:
