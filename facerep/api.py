@@ -11,11 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from facerep.encoders.base import Encoder
+from facerep.encoders.base import Encoder, embed_faces
 from facerep.faces.dlib_models import DetectorName
-from facerep.faces.find import MIN_IMAGE_SIDE, NoFaceError, find_faces
+from facerep.faces.find import NoFaceError, find_faces
 from facerep.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
 from facerep.types import Face, Verdict
 
@@ -127,7 +125,7 @@ def embed(
     faces = detect(
         image, size=chosen.input_size, detector=detector, upsample=upsample, max_pixels=max_pixels
     )
-    _embed_faces(faces, chosen)
+    embed_faces(faces, chosen)
     return faces
 
 
@@ -151,11 +149,8 @@ def largest_face(
         pixels, size=chosen.input_size, detector=detector, upsample=upsample, max_faces=1
     )
     if not faces:
-        height, width = pixels.shape[:2]
-        small = min(height, width) < MIN_IMAGE_SIDE
-        why = f" (image too small to hold a face: {width}x{height} px)" if small else ""
-        raise NoFaceError(f"{describe_source(image)}: no face found{why}")
-    _embed_faces(faces, chosen)
+        raise NoFaceError.in_image(describe_source(image), pixels)
+    embed_faces(faces, chosen)
     return faces[0]
 
 
@@ -221,11 +216,3 @@ def cluster(
         detector=detector,
         on_progress=on_progress,
     )
-
-
-def _embed_faces(faces: list[Face], encoder: Encoder) -> None:
-    if not faces:
-        return
-    vectors = encoder.embed(np.stack([face.crop for face in faces]))
-    for face, vector in zip(faces, vectors, strict=True):
-        face.embedding = vector

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from facerep.types import Face
 
 
 @runtime_checkable
@@ -33,6 +36,15 @@ class Encoder(Protocol):
     def embed(self, faces: np.ndarray) -> np.ndarray:
         """`[N, H, W, 3]` uint8 aligned faces -> `[N, D]` float32, each row of unit length."""
         ...
+
+
+def embed_faces(faces: list[Face], encoder: Encoder) -> None:
+    """Set each face's `embedding` from its aligned crop, in one encoder call."""
+    if not faces:
+        return
+    vectors = encoder.embed(np.stack([face.crop for face in faces]))
+    for face, vector in zip(faces, vectors, strict=True):
+        face.embedding = vector
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

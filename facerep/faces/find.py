@@ -28,6 +28,21 @@ def too_small_reason(image: np.ndarray) -> str | None:
 class NoFaceError(ValueError):
     """A photo in which no face was found, where one was needed; one line: `source: reason`."""
 
+    def __init__(self, source: str, reason: str = "no face found"):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+    def __reduce__(self):
+        # Rebuilt from its fields (not its message) when it crosses a process boundary.
+        return (type(self), (self.source, self.reason))
+
+    @classmethod
+    def in_image(cls, source: str, image: np.ndarray) -> NoFaceError:
+        """The error for a photo without faces, saying so when it is too small to hold one."""
+        small = too_small_reason(image)
+        return cls(source, f"no face found: {small}" if small else "no face found")
+
 
 def find_faces(
     image: np.ndarray,

@@ -18,7 +18,6 @@ import numpy as np
 
 from facerep.api import encoder_threshold, resolve_encoder
 from facerep.encoders.base import Encoder
-from facerep.faces.find import NoFaceError
 from facerep.service.batcher import BatcherClosed, EmbedBatcher
 from facerep.service.errors import ServiceError
 from facerep.service.galleries import GalleryRegistry
@@ -101,8 +100,6 @@ class FaceService:
         size = self.encoder.input_size
         job = PhotoJob(photo.data, photo.name, self.settings.max_pixels, size, max_faces)
         faces = await self.workers.find(job)
-        if not faces:
-            raise NoFaceError(f"{photo.name}: no face found")
         if self.workers.embeds:
             self.worker_passes += 1
             self.worker_crops += len(faces)

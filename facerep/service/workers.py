@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facerep.encoders.base import Encoder
-from facerep.faces.find import find_faces
+from facerep.encoders.base import Encoder, embed_faces
+from facerep.faces.find import NoFaceError, find_faces
 from facerep.images import decode_image
 from facerep.types import Face
 
@@ -64,14 +64,14 @@ def find_photo_faces(job: PhotoJob) -> list[Face]:
     """Decode the photo and find its faces, largest first; embedded too in an embedding worker.
 
     Raises:
-        ImageError: the bytes are not a usable image.
+        ImageError: the bytes are not a usable image. NoFaceError: it holds no face.
     """
     pixels = decode_image(job.data, job.name, max_pixels=job.max_pixels)
     faces = find_faces(pixels, size=job.size, max_faces=job.max_faces)
-    if _worker_encoder is not None and faces:
-        vectors = _worker_encoder.embed(np.stack([face.crop for face in faces]))
-        for face, vector in zip(faces, vectors, strict=True):
-            face.embedding = vector
+    if not faces:
+        raise NoFaceError.in_image(job.name, pixels)
+    if _worker_encoder is not None:
+        embed_faces(faces, _worker_encoder)
     return faces
 
 
@@ -121,7 +121,8 @@ class FaceWorkers:
         """The photo's faces, largest first (with embeddings when `embeds`).
 
         Raises:
-            ImageError: not a usable image. ServiceError: 503 when a worker died meanwhile.
+            ImageError: not a usable image. NoFaceError: it holds none. ServiceError: 503 when
+            a worker died meanwhile.
         """
         pool = self._pool
         try:

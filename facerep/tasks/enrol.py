@@ -66,8 +66,8 @@ def embed_largest_faces(
     for path, label in photos:
         try:
             yield path, label, largest_face(path, encoder)
-        except NoFaceError:
-            yield path, label, "no face found"
+        except NoFaceError as e:
+            yield path, label, e.reason
         except ImageError as e:
             yield path, label, e.reason
 

@@ -15,9 +15,11 @@ import pytest
 
 from facerep.encoders.dlib import DlibEncoder
 from facerep.encoders.pixels import PixelsEncoder
+from facerep.faces.find import NoFaceError
 from facerep.images import ImageError
 from facerep.service.errors import ServiceError
 from facerep.service.workers import FaceWorkers, PhotoJob, find_photo_faces
+from tests.service.conftest import png_bytes
 
 LIMIT = 40_000_000
 
@@ -47,7 +49,7 @@ def test_process_workers_find_and_embed_like_the_server_would(orl) -> None:
     asyncio.run(scenario())
 
 
-def test_image_errors_cross_the_process_boundary_whole(tmp_path: Path) -> None:
+def test_image_and_no_face_errors_cross_the_process_boundary_whole(tmp_path: Path) -> None:
     from PIL import Image
 
     bomb = tmp_path / "bomb.png"
@@ -63,6 +65,11 @@ def test_image_errors_cross_the_process_boundary_whole(tmp_path: Path) -> None:
             with pytest.raises(ImageError) as refused:
                 await workers.find(huge)
             assert refused.value.kind == "refused"
+            tiny = PhotoJob(png_bytes(np.zeros((6, 6), np.uint8)), "tiny.png", LIMIT, 150)
+            with pytest.raises(NoFaceError) as no_face:
+                await workers.find(tiny)
+            assert no_face.value.source == "tiny.png"
+            assert no_face.value.reason == "no face found: image too small to hold a face (6x6 px)"
         finally:
             workers.close()
 
@@ -112,6 +119,7 @@ def test_thread_workers_and_batching_encoders_leave_embedding_to_the_server(orl)
 SERVER = """
 import asyncio, sys, time
 from facerep.encoders.dlib import DlibEncoder
+from tests.service.conftest import png_bytes
 from facerep.service.workers import FaceWorkers
 
 async def main():
