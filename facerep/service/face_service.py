@@ -23,9 +23,8 @@ from facerep.service.errors import ServiceError
 from facerep.service.galleries import GalleryRegistry
 from facerep.service.settings import ServiceSettings
 from facerep.service.workers import FaceWorkers, PhotoJob
+from facerep.tasks.gallery import LABEL_RULE, is_valid_label
 from facerep.types import Face, Match, Verdict
-
-MAX_LABEL = 200  # characters; a label names a person, not a document
 
 
 @dataclass(frozen=True)
@@ -195,11 +194,7 @@ class FaceService:
 
 
 def check_label(label: str) -> str:
-    """`label` if it names someone: not blank, at most MAX_LABEL characters, one line."""
-    if not label.strip() or len(label) > MAX_LABEL or any(c in label for c in "\r\n\0"):
-        raise ServiceError(
-            422,
-            "invalid_request",
-            f"label: must be 1-{MAX_LABEL} characters on one line, not only spaces",
-        )
+    """`label` if it can name someone in a gallery, checked before any work on the photo."""
+    if not is_valid_label(label):
+        raise ServiceError(422, "invalid_request", f"label: {LABEL_RULE}")
     return label

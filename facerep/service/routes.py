@@ -24,7 +24,7 @@ from fastapi.security import HTTPBearer
 
 from facerep.service import metrics as metrics_text
 from facerep.service.errors import ServiceError
-from facerep.service.face_service import MAX_LABEL, FaceService, Photo
+from facerep.service.face_service import FaceService, Photo
 from facerep.service.galleries import GALLERY_NAME
 from facerep.service.schemas import (
     AddedFace,
@@ -41,6 +41,7 @@ from facerep.service.schemas import (
     VerifyResponse,
 )
 from facerep.service.settings import TOKEN_ENV
+from facerep.tasks.gallery import MAX_LABEL
 
 MAX_K = 100
 MAX_FACE_ID = 2**63 - 1  # SQLite's largest integer

@@ -40,6 +40,9 @@ FORMAT_VERSION = 1
 # A saved index may lag SQLite by this share of its rows before closing rewrites it; the lag
 # is replayed from SQLite on open, which is far cheaper than rewriting a large index each time.
 RESAVE_FRACTION = 0.01
+# A label names a person, not a document: one line of at most this many characters.
+MAX_LABEL = 200
+LABEL_RULE = f"must be 1-{MAX_LABEL} characters on one line, not only spaces"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,11 +65,22 @@ _FACE_COLUMNS = "id, label, source, box, added"  # a GalleryFace, in its field o
 _IN_LIST = "(SELECT value FROM json_each(?))"
 
 
+def is_valid_label(label: object) -> bool:
+    """Whether `label` can name a person in a gallery (see `LABEL_RULE`)."""
+    return (
+        isinstance(label, str)
+        and bool(label.strip())
+        and len(label) <= MAX_LABEL
+        and not any(c in label for c in "\r\n\0")
+    )
+
+
 # What went wrong, for callers that answer differently (the HTTP service picks a status by it):
 # not_found: no gallery at the path; encoder_mismatch: it holds another encoder's embeddings;
 # damaged: the path or database cannot be read as a gallery; unsupported: another format
 # version; invalid: the arguments (embeddings, labels, queries) do not fit the gallery.
 GalleryErrorKind = Literal["not_found", "encoder_mismatch", "damaged", "unsupported", "invalid"]
+
 
 
 class GalleryError(ValueError):
@@ -361,10 +375,8 @@ class Gallery:
         if not np.isfinite(embeddings).all():
             raise GalleryError("embeddings contain NaN or infinity", "invalid")
         for label in labels:
-            if not isinstance(label, str) or not label.strip():
-                raise GalleryError(
-                    f"a face label must be a non-empty string, got {label!r}", "invalid"
-                )
+            if not is_valid_label(label):
+                raise GalleryError(f"face label {label!r}: {LABEL_RULE}", "invalid")
 
     def remove(self, target: int | str) -> int:
         """Remove a face by id (int) or every face of a label (str); returns how many.

@@ -91,8 +91,9 @@ def test_an_other_encoder_is_refused(tmp_path: Path) -> None:
     gallery = Gallery(tmp_path / "g")
     with pytest.raises(GalleryError, match="16-D fake embeddings, got shape"):
         gallery.add_embeddings(np.ones((1, 32)), ["x"])
-    with pytest.raises(GalleryError, match="non-empty string"):
-        gallery.add_embeddings(np.ones((1, DIM)), [""])
+    for label in ("", "   ", "two\nlines", "x" * 201):  # the service's rule, held here
+        with pytest.raises(GalleryError, match="must be 1-200 characters on one line"):
+            gallery.add_embeddings(np.ones((1, DIM)), [label])
     with pytest.raises(GalleryError, match="NaN"):
         gallery.add_embeddings(np.full((1, DIM), np.nan), ["x"])
     assert len(gallery) == 0
