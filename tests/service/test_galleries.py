@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -117,16 +116,3 @@ def test_a_failed_open_lets_the_next_caller_try_again(
     assert registry.get("flaky", create=True) is registry.get("flaky")
     assert calls == 2
     registry.close()
-
-
-def test_a_gallery_error_keeps_its_fields_and_one_line_message(tmp_path: Path) -> None:
-    # The service answers by `kind` and shows `reason`; the CLI prints the message.
-    with pytest.raises(GalleryError) as raised:
-        Gallery(tmp_path / "absent", create=False)
-    error = raised.value
-    assert (error.kind, error.path) == ("not_found", tmp_path / "absent")
-    assert error.reason == "no gallery here (no gallery.sqlite)"
-    assert str(error) == f"{tmp_path / 'absent'}: no gallery here (no gallery.sqlite)"
-    copy = pickle.loads(pickle.dumps(error))  # crosses process boundaries intact
-    fields = (str(error), error.kind, error.path, error.reason)
-    assert (str(copy), copy.kind, copy.path, copy.reason) == fields

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -256,3 +257,16 @@ def test_lookups_of_many_ids_or_sources_are_not_bounded_by_sqlite_variables(tmp_
     assert [matches[0].id for matches in found] == list(range(1, 51))
     assert all(len(matches) == 5 for matches in found)
     assert len(gallery.enrolled([f"{i}.jpg" for i in range(100)])) == 50
+
+
+def test_a_gallery_error_keeps_its_fields_and_one_line_message(tmp_path: Path) -> None:
+    # The service answers by `kind` and shows `reason`; the CLI prints the message.
+    with pytest.raises(GalleryError) as raised:
+        Gallery(tmp_path / "absent", create=False)
+    error = raised.value
+    assert (error.kind, error.path) == ("not_found", tmp_path / "absent")
+    assert error.reason == "no gallery here (no gallery.sqlite)"
+    assert str(error) == f"{tmp_path / 'absent'}: no gallery here (no gallery.sqlite)"
+    copy = pickle.loads(pickle.dumps(error))  # crosses process boundaries intact
+    fields = (str(error), error.kind, error.path, error.reason)
+    assert (str(copy), copy.kind, copy.path, copy.reason) == fields
