@@ -27,8 +27,8 @@ from pathlib import Path
 
 from machine import describe_machine, write_results
 
-from facerep.api import load_encoder
 from facerep.data.prepare import PrepareOptions, prepare_dataset
+from facerep.encoders.registry import load_encoder
 from facerep.eval.harness import (
     encoder_variants,
     evaluate_all,

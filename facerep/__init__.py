@@ -1,6 +1,6 @@
 """facerep: face representations learned from unlabeled photos, and the face tools built on them."""
 
-from facerep.api import cluster, detect, embed, load_encoder, verify
+from facerep.api import cluster, detect, embed, list_encoders, load_encoder, verify
 from facerep.faces.find import NoFaceError
 from facerep.images import ImageError, load_image
 from facerep.types import Box, Face, Match, Pose, Verdict
@@ -33,6 +33,7 @@ __all__ = [
     "cluster",
     "detect",
     "embed",
+    "list_encoders",
     "load_encoder",
     "load_image",
     "verify",

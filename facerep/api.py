@@ -1,27 +1,47 @@
 """The friendly verbs: find faces, embed, verify, cluster; as in face_recognition, typed.
 
-Every verb takes an `encoder`: an Encoder, a name (`dlib`, `pca`, `pixels`), a run folder, or
-None for dlib's ResNet recogniser, which ships with facerep, so nothing is downloaded.
+Every verb takes an `encoder`: an Encoder, a name (`dlib`, `pixels`), a run folder, or None for
+dlib's ResNet recogniser, which ships with facerep, so nothing is downloaded. Encoders by name
+come from `facerep.encoders.registry`; the work itself lives below (`facerep.encoders.photos`,
+`facerep.tasks`), which never import this module.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from facerep.encoders.base import Encoder, embed_faces
+from facerep.encoders import photos
+from facerep.encoders.calibration import encoder_threshold
+from facerep.encoders.registry import (
+    DEFAULT_ENCODER,
+    EncoderLike,
+    list_encoders,
+    load_encoder,
+    resolve_encoder,
+)
 from facerep.faces.dlib_models import DetectorName
-from facerep.faces.find import NoFaceError, find_faces
-from facerep.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
+from facerep.faces.find import find_faces
+from facerep.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
 from facerep.types import Face, Verdict
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # clustering brings in scikit-learn: loaded when a folder is clustered
     from facerep.tasks.cluster import Clustering
 
-EncoderLike = Encoder | str | Path | None
-DEFAULT_ENCODER = "dlib"
+__all__ = [
+    "DEFAULT_ENCODER",
+    "EncoderLike",
+    "cluster",
+    "detect",
+    "embed",
+    "encoder_threshold",
+    "largest_face",
+    "list_encoders",
+    "load_encoder",
+    "resolve_encoder",
+    "verify",
+]
 
 
 def detect(
@@ -44,70 +64,6 @@ def detect(
     return find_faces(pixels, size=size, detector=detector, upsample=upsample)
 
 
-BUILTIN_ENCODERS = ("dlib", "pca", "pixels")
-
-
-def load_encoder(name_or_run: str | Path, **options: object) -> Encoder:
-    """An encoder by name (`dlib`, `pca`, `pixels`) or by run directory (`facerep pretrain`).
-
-    A run is rebuilt from its folder alone. Options go to the encoder (for a run:
-    `pool="mean"|"cls"`, `batch_size`, `device`; for pca: `n_components`, `whiten`). A `pca`
-    encoder comes unfitted: call `fit(faces)` on training identities first.
-    """
-    encoder, source = _build_encoder(str(name_or_run), options)
-    encoder.source = source  # how to rebuild it: galleries record this
-    return _with_calibration(encoder)
-
-
-def _with_calibration(encoder: Encoder) -> Encoder:
-    """The encoder with its stored calibrated threshold, when `facerep calibrate` made one."""
-    from facerep.tasks.calibrate import load_calibration
-
-    calibration = load_calibration(encoder)
-    # Without one, back to the encoder's own default (dlib's built-in, or None for a run).
-    default = getattr(type(encoder), "threshold", None)
-    encoder.threshold = calibration.threshold if calibration is not None else default
-    return encoder
-
-
-def _build_encoder(name: str, options: dict) -> tuple[Encoder, str]:
-    if name == "dlib":
-        from facerep.encoders.dlib import DlibEncoder
-
-        return DlibEncoder(**options), name
-    if name == "pca":
-        from facerep.encoders.pca import PCAEncoder
-
-        return PCAEncoder(**options), name
-    if name == "pixels":
-        from facerep.encoders.pixels import PixelsEncoder
-
-        return PixelsEncoder(**options), name
-    if (Path(name) / "config.json").is_file():
-        from facerep.encoders.mae import RunEncoder
-
-        return RunEncoder(name, **options), str(Path(name).resolve())
-    raise ValueError(
-        f"{name}: not an encoder name ({', '.join(BUILTIN_ENCODERS)}) nor a facerep run "
-        "directory (no config.json)"
-    )
-
-
-def resolve_encoder(encoder: EncoderLike = None) -> Encoder:
-    """An Encoder as given, or loaded (once per process) from a name or run folder."""
-    if encoder is None:
-        encoder = DEFAULT_ENCODER
-    if isinstance(encoder, str | Path):
-        # The model is loaded once; the calibration is re-read, as it may have changed since.
-        return _with_calibration(_cached_encoder(str(encoder)))
-    return encoder
-
-
-@lru_cache(maxsize=8)
-def _cached_encoder(source: str) -> Encoder:
-    return load_encoder(source)
-
-
 def embed(
     image: ImageSource,
     encoder: EncoderLike = None,
@@ -122,11 +78,9 @@ def embed(
         ImageError: the photo cannot be read.
     """
     chosen = resolve_encoder(encoder)
-    faces = detect(
-        image, size=chosen.input_size, detector=detector, upsample=upsample, max_pixels=max_pixels
+    return photos.embed_photo(
+        image, chosen, detector=detector, upsample=upsample, max_pixels=max_pixels
     )
-    embed_faces(faces, chosen)
-    return faces
 
 
 def largest_face(
@@ -143,15 +97,9 @@ def largest_face(
         NoFaceError: no face was found. ImageError: the photo cannot be read.
     """
     chosen = resolve_encoder(encoder)
-    pixels = load_image(image, max_pixels=max_pixels)  # decoded here: its size explains a miss
-    # Only the largest is aligned: enrolling, searching and verifying need no other.
-    faces = find_faces(
-        pixels, size=chosen.input_size, detector=detector, upsample=upsample, max_faces=1
+    return photos.largest_face(
+        image, chosen, detector=detector, upsample=upsample, max_pixels=max_pixels
     )
-    if not faces:
-        raise NoFaceError.in_image(describe_source(image), pixels)
-    embed_faces(faces, chosen)
-    return faces[0]
 
 
 def verify(
@@ -175,22 +123,8 @@ def verify(
     """
     chosen = resolve_encoder(encoder)
     limit = encoder_threshold(chosen, threshold)
-    left, right = largest_face(a, chosen), largest_face(b, chosen)
+    left, right = photos.largest_face(a, chosen), photos.largest_face(b, chosen)
     return Verdict.between(left.embedding, right.embedding, limit)
-
-
-def encoder_threshold(encoder: Encoder, threshold: float | None = None) -> float:
-    """`threshold` if given, else the encoder's calibrated one; ValueError when neither exists."""
-    if threshold is not None:
-        return float(threshold)
-    stored = getattr(encoder, "threshold", None)
-    if stored is None:
-        raise ValueError(
-            f"encoder {encoder.name} has no verification threshold: run "
-            f"`facerep calibrate DATASET --encoder {getattr(encoder, 'source', encoder.name)}` "
-            "on labelled faces, or pass a threshold"
-        )
-    return float(stored)
 
 
 def cluster(

@@ -128,7 +128,7 @@ def _show(
 
 def _variants(names: list[str], whiten: WhitenMode, pools: list[int], flip: bool):
     """(encoder, options) pairs of the named encoders (see `encoder_variants`)."""
-    from facerep.api import load_encoder
+    from facerep.encoders.registry import load_encoder
     from facerep.eval.harness import encoder_variants
 
     return encoder_variants([load_encoder(name) for name in names], whiten, pools, flip)

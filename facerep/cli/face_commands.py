@@ -168,12 +168,13 @@ def calibrate(
     A run keeps it in RUN/calibration.json; a built-in encoder in $FACEREP_HOME/calibration/.
     verify, search and cluster use it from then on.
     """
-    from facerep.api import load_encoder
+    from facerep.encoders.calibration import calibration_path
+    from facerep.encoders.registry import load_ready_encoder
     from facerep.tasks.calibrate import calibrate as calibrate_encoder
-    from facerep.tasks.calibrate import calibration_faces, calibration_path
+    from facerep.tasks.calibrate import calibration_faces
 
     with user_errors(), progress_bar("embed", quiet or json) as on_progress:
-        chosen = load_encoder(encoder)
+        chosen = load_ready_encoder(encoder)
         embeddings, identities, failures = calibration_faces(
             dataset, chosen, not all_identities, split_seed, on_progress
         )
@@ -191,8 +192,18 @@ def calibrate(
     )
 
 
+def list_encoders_command() -> None:
+    """List the encoders --encoder takes: built-in names, and the kinds of path."""
+    from facerep.encoders.registry import list_encoders
+
+    for entry in list_encoders():
+        where = "  (eval only: fitted on training identities)" if entry.needs_fit else ""
+        console.print(f"{entry.name}{where}: {entry.summary}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the face tools to the CLI."""
+    app.command("list-encoders")(list_encoders_command)
     app.command()(verify)
     app.command()(search)
     app.command()(cluster)

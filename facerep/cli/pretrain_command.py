@@ -1,99 +1,74 @@
-"""`facerep pretrain`: masked-autoencoder pretraining on prepared datasets."""
+"""`facerep pretrain`: pretraining on prepared datasets; its flags are TrainConfig's fields."""
 
 from __future__ import annotations
 
+import inspect
 import json as jsonlib
+from dataclasses import MISSING, Field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from facerep.cli.output import Quiet, UsageError, console, console_err, print_json
 from facerep.data.store import DatasetError
-from facerep.models.strategies import MaskingStrategy
-from facerep.train.config import Precision, load_config
+from facerep.train.config import TrainConfig, describe_bounds, field_types, load_config
 
 if TYPE_CHECKING:  # torch: imported when `pretrain` runs, not by every command
     from facerep.train.loop import PretrainResult, StepInfo
 
 
-def pretrain_command(
-    datasets: Annotated[
+# The options every pretraining run has beyond TrainConfig's own fields.
+_FIXED_OPTIONS = {
+    "datasets": Annotated[
         list[Path] | None,
         typer.Argument(help="Prepared dataset folders (from `facerep prepare`), read together."),
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory to write.")] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="vit-tiny, vit-small, vit-base, conv-ae or a full name (see list-models)."
-        ),
-    ] = None,
-    masking: Annotated[
-        MaskingStrategy | None,
-        typer.Option(help="random (MAE), face-regions (FSFM-style) or noise (ColorMAE-style)."),
-    ] = None,
-    mask_ratio: Annotated[float | None, typer.Option(min=0.0, max=0.95)] = None,
-    epochs: Annotated[int | None, typer.Option(min=1)] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Global batch.", min=1)] = None,
-    blr: Annotated[float | None, typer.Option(help="Base lr; lr = blr * batch / 256.")] = None,
-    warmup_epochs: Annotated[float | None, typer.Option(min=0.0)] = None,
-    precision: Annotated[
-        Precision | None,
-        typer.Option(help="auto (bf16 on CUDA), fp32, or bf16 (also on CPUs with bf16 units)."),
-    ] = None,
-    seed: Annotated[int | None, typer.Option()] = None,
-    checkpoint_every: Annotated[
-        int | None, typer.Option(help="Steps between checkpoints.", min=1)
-    ] = None,
-    model_option: Annotated[
+    ],
+    "model_option": Annotated[
         list[str] | None,
         typer.Option("--model-option", help="Model override KEY=VALUE, e.g. decoder_depth=2."),
-    ] = None,
-    use_all_identities: Annotated[
-        bool, typer.Option(help="Also train on the held-out identities of identity datasets.")
-    ] = False,
-    config: Annotated[Path | None, typer.Option(help="TOML or JSON file of options.")] = None,
-    resume: Annotated[
+    ],
+    "config": Annotated[Path | None, typer.Option(help="TOML or JSON file of options.")],
+    "resume": Annotated[
         Path | None,
         typer.Option(help="Continue the run in this directory (--epochs may extend it)."),
-    ] = None,
-    overwrite: Annotated[
+    ],
+    "overwrite": Annotated[
         bool, typer.Option(help="Start afresh in an --out that already holds a run.")
-    ] = False,
-    quiet: Quiet = False,
-    json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-) -> None:
-    """Pretrain a face masked autoencoder (or the conv-AE baseline) on prepared datasets.
+    ],
+    "quiet": Quiet,
+    "json": Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")],
+}
+_FIXED_DEFAULTS = {"overwrite": False, "quiet": False, "json": False}
 
-    Writes RUN/config.json, RUN/model.safetensors, checkpoints, TensorBoard logs (RUN/tb) and,
-    at the end, RUN/reconstructions.png and RUN/loss_curve.png. Works the same under
-    `torchrun --nproc_per_node=N -m facerep pretrain ...`.
+
+def pretrain_command(**given: object) -> None:
+    """Pretrain a face representation on prepared datasets (see list-models, list-objectives).
+
+    Writes RUN/config.json, RUN/model.safetensors, checkpoints, TensorBoard logs (RUN/tb), and
+    at the end RUN/loss_curve.png and the objective's figure (RUN/reconstructions.png).
+    Options: defaults, then --config FILE, then flags. Multi-process: torchrun -m facerep.
     """
+    datasets, model_option = given.pop("datasets"), given.pop("model_option")
+    config, resume, overwrite = given.pop("config"), given.pop("resume"), given.pop("overwrite")
+    quiet, json = given.pop("quiet"), given.pop("json")
     flags = {
+        **{name: None if value is False else value for name, value in given.items()},
         "datasets": tuple(map(str, datasets)) if datasets else None,
-        "out": str(out) if out else None,
-        "model": model,
-        "masking": masking,
-        "mask_ratio": mask_ratio,
-        "batch_size": batch_size,
-        "blr": blr,
-        "warmup_epochs": warmup_epochs,
-        "precision": precision,
-        "seed": seed,
-        "checkpoint_every": checkpoint_every,
         "model_overrides": _parse_overrides(model_option) or None,
-        "use_all_identities": use_all_identities or None,
     }
     from facerep.train.loop import TrainingDiverged, pretrain, resume_config
 
     try:
         if resume is not None:
+            epochs = flags.pop("epochs")
             _refuse_with_resume({**flags, "config": config, "overwrite": overwrite or None})
             train_config = resume_config(resume, **({"epochs": epochs} if epochs else {}))
         else:
-            train_config = load_config(config, epochs=epochs, **flags)
+            train_config = load_config(config, **flags)
+        if train_config.warmup_note and not (quiet or json):
+            console_err.print(f"[yellow]note:[/yellow] {train_config.warmup_note}", highlight=False)
         with TrainingProgress(quiet or json) as on_step:
             result = pretrain(
                 train_config, resume=resume is not None, overwrite=overwrite, on_step=on_step
@@ -106,11 +81,63 @@ def pretrain_command(
     _report(result, quiet, json)
 
 
+def _config_option(item: Field) -> inspect.Parameter:
+    """A `--flag` for one TrainConfig field: its type, help, bounds and default from the field."""
+    kind = field_types()[item.name]
+    dashed = item.name.replace("_", "-")
+    default = item.default if item.default is not MISSING else item.default_factory()
+    bounds = describe_bounds(item)
+    help_text = " ".join(
+        [item.metadata["help"], *([f"{bounds[0].upper()}{bounds[1:]}."] if bounds else [])]
+    )
+    if kind is bool:  # a switch: given, it sets the field True; else the file or default decides
+        option = typer.Option(f"--{dashed}", help=help_text, show_default=False)
+        return inspect.Parameter(
+            item.name, inspect.Parameter.KEYWORD_ONLY, default=False,
+            annotation=Annotated[bool, option],
+        )
+    help_text += f" (default {default})"
+    option = typer.Option(f"--{dashed}", help=help_text, show_default=False)
+    return inspect.Parameter(
+        item.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+        annotation=Annotated[_optional(kind), option],
+    )
+
+
+def _optional(kind: Any) -> Any:
+    """`kind | None` (None: not given, so the file or default decides)."""
+    return kind if type(None) in get_args(kind) else kind | None
+
+
+def _build_signature() -> None:
+    """Give `pretrain_command` its parameters: the fixed ones, then one per TrainConfig field."""
+    fixed = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD
+            if name == "datasets"
+            else inspect.Parameter.KEYWORD_ONLY,
+            default=_FIXED_DEFAULTS.get(name),
+            annotation=annotation,
+        )
+        for name, annotation in _FIXED_OPTIONS.items()
+    ]
+    flags = [_config_option(item) for item in fields(TrainConfig) if item.metadata.get("cli")]
+    parameters = [fixed[0], *flags, *fixed[1:]]
+    pretrain_command.__signature__ = inspect.Signature(parameters)
+    pretrain_command.__annotations__ = {p.name: p.annotation for p in parameters}
+
+
+_build_signature()
+
+
 def _refuse_with_resume(given: dict[str, object]) -> None:
     """A resumed run keeps its saved options: refuse flags that would be silently ignored."""
     flag = {"model_overrides": "model-option"}
     clashing = [
-        f"--{flag.get(name, name.replace('_', '-'))}" for name, value in given.items() if value
+        f"--{flag.get(name, name.replace('_', '-'))}"
+        for name, value in given.items()
+        if value is not None
     ]
     if clashing:
         raise UsageError(
@@ -189,7 +216,8 @@ def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
             f": {fall:.0%} lower; {result.images_per_sec:.0f} images/s"
         )
     console.print(f"run: {result.run}")
-    console.print(f"reconstructions: {result.run / 'reconstructions.png'}")
+    if result.figure is not None:
+        console.print(f"{result.figure.stem}: {result.figure}")
     console.print(f"loss curve: {result.run / 'loss_curve.png'}")
     console.print(f"TensorBoard: tensorboard --logdir {result.run / 'tb'}")
 
@@ -205,7 +233,17 @@ def list_models_command(
         console.print(name + (f"  (alias: {', '.join(aliases)})" if aliases else ""))
 
 
+def list_objectives_command() -> None:
+    """List the pretraining objectives (`facerep pretrain --objective NAME`)."""
+    from facerep.objectives.registry import DEFAULT_OBJECTIVE, list_objectives
+
+    for entry in list_objectives():
+        default = "  (default)" if entry.name == DEFAULT_OBJECTIVE else ""
+        console.print(f"{entry.name}{default}: {entry.summary}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the pretraining commands to the CLI."""
     app.command("pretrain")(pretrain_command)
     app.command("list-models")(list_models_command)
+    app.command("list-objectives")(list_objectives_command)

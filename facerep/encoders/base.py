@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -15,18 +16,15 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Encoder(Protocol):
-    """Maps aligned face crops to unit-length embeddings.
+    """Maps aligned face crops to unit-length embeddings: all a tool or evaluation needs.
 
     Attributes:
         name: how reports and galleries name it (e.g. "pca", "dlib", a run's folder name).
         input_size: the crop side it works at; other sizes are resized by `embed`.
         dim: embedding size D.
 
-    Optional members, which evaluation looks up where present:
-        fit(faces): an estimator fitted on the training identities' faces (eigenfaces).
-        tokens(faces): `[N, L, D]` patch tokens, for pooling on a grid (a facerep run).
-        whitened: True when the embeddings are PCA-whitened already (eigenfaces), so
-            evaluation does not whiten them again.
+    Optional abilities are the small protocols below; callers check for them with
+    `isinstance` and never set attributes on an encoder (a loaded encoder is shared).
     """
 
     name: str
@@ -36,6 +34,92 @@ class Encoder(Protocol):
     def embed(self, faces: np.ndarray) -> np.ndarray:
         """`[N, H, W, 3]` uint8 aligned faces -> `[N, D]` float32, each row of unit length."""
         ...
+
+
+@runtime_checkable
+class Identified(Protocol):
+    """An encoder that can say how to rebuild it and which weights made its embeddings."""
+
+    source: str  # what `load_encoder` takes to rebuild it: a name, or a run folder's path
+    fingerprint: str  # changes whenever the weights do; galleries refuse a mismatch
+
+
+@runtime_checkable
+class RunBacked(Protocol):
+    """An encoder rebuilt from a facerep run folder (its calibration is stored there)."""
+
+    run: Path
+
+
+@runtime_checkable
+class TokenEncoder(Protocol):
+    """An encoder with patch tokens, which evaluation can pool on a grid (a facerep run)."""
+
+    def tokens(self, faces: np.ndarray) -> Any:
+        """`[N, H, W, 3]` uint8 faces -> `[N, L, D]` patch tokens (a CPU float tensor)."""
+        ...
+
+
+@runtime_checkable
+class Fittable(Protocol):
+    """An estimator fitted on training faces before it embeds (eigenfaces)."""
+
+    def fit(self, faces: np.ndarray) -> Any:
+        """Fit on `[N, H, W, 3]` uint8 faces of the training identities; returns self."""
+        ...
+
+    @property
+    def fitted(self) -> bool:
+        """Whether `fit` has run, so `embed` works."""
+        ...
+
+
+@runtime_checkable
+class Prewhitened(Protocol):
+    """An encoder whose embeddings may be PCA-whitened already, so evaluation need not."""
+
+    whitened: bool
+
+
+@runtime_checkable
+class DefaultThreshold(Protocol):
+    """An encoder with a verification threshold of its own, used until one is calibrated."""
+
+    default_threshold: float
+
+
+@runtime_checkable
+class HoldsGIL(Protocol):
+    """An encoder that keeps the GIL while it embeds (dlib), so threads cannot share it."""
+
+    holds_gil: bool
+
+
+@dataclass(frozen=True)
+class EncoderIdentity:
+    """What must match for two encoders' vectors to be comparable, and how to rebuild one."""
+
+    name: str
+    dim: int
+    source: str
+    fingerprint: str
+
+
+def encoder_identity(encoder: Encoder) -> EncoderIdentity:
+    """The encoder's identity; an encoder that cannot tell is known by its name alone."""
+    if isinstance(encoder, Identified):
+        return EncoderIdentity(encoder.name, int(encoder.dim), encoder.source, encoder.fingerprint)
+    return EncoderIdentity(encoder.name, int(encoder.dim), encoder.name, encoder.name)
+
+
+def holds_gil(encoder: Encoder) -> bool:
+    """Whether the encoder keeps the GIL while it embeds."""
+    return isinstance(encoder, HoldsGIL) and bool(encoder.holds_gil)
+
+
+def is_whitened(encoder: Encoder) -> bool:
+    """Whether the encoder's embeddings are PCA-whitened already."""
+    return isinstance(encoder, Prewhitened) and bool(encoder.whitened)
 
 
 def embed_faces(faces: list[Face], encoder: Encoder) -> None:

@@ -27,9 +27,11 @@ class DlibEncoder:
     """
 
     name = "dlib"
+    source = "dlib"
+    fingerprint = "dlib"  # the weights ship in face_recognition_models: one set only
     input_size = CHIP_SIZE
     dim = 128
-    threshold: float | None = DEFAULT_THRESHOLD
+    default_threshold = DEFAULT_THRESHOLD
     # dlib holds the GIL while it embeds and costs the same per face in a batch: a server
     # embeds its faces in the worker process that found them (facerep.service.workers).
     holds_gil = True

@@ -54,6 +54,8 @@ class PCAEncoder:
     """
 
     name = "pca"
+    source = "pca"
+    fingerprint = "pca"
 
     def __init__(self, n_components: int = 100, whiten: bool = True, size: int = 32):
         self.n_components = n_components
@@ -71,9 +73,14 @@ class PCAEncoder:
         return self.whiten
 
     @property
+    def fitted(self) -> bool:
+        """Whether `fit` has run, so `embed` works."""
+        return hasattr(self, "whitener_")
+
+    @property
     def dim(self) -> int:
         """Embedding size: the number of components kept (after fitting)."""
-        if hasattr(self, "whitener_"):
+        if self.fitted:
             return int(self.whitener_.pca_.n_components_)
         return self.n_components
 
@@ -85,6 +92,6 @@ class PCAEncoder:
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
         """`[N, H, W, 3]` uint8 aligned faces -> `[N, D]` float32 unit rows."""
-        if not hasattr(self, "whitener_"):
+        if not self.fitted:
             raise ValueError("pca encoder is not fitted: call fit() on training faces first")
         return self.whitener_.transform(self.pixels_.embed(faces))

@@ -19,6 +19,8 @@ class PixelsEncoder:
         self.size = size
         self.grey = grey
         self.name = "pixels"
+        self.source = "pixels"
+        self.fingerprint = "pixels"
         self.input_size = size
         self.dim = size * size * (1 if grey else 3)
 

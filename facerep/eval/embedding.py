@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerep.encoders.base import Encoder, l2_normalise
+from facerep.encoders.base import Encoder, TokenEncoder, l2_normalise
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,9 @@ def _features(encoder: Encoder, faces: np.ndarray, pool_grid: int) -> np.ndarray
     faces = np.ascontiguousarray(faces)
     if pool_grid == 1:
         return encoder.embed(faces)
-    tokens = getattr(encoder, "tokens", None)
-    if tokens is None:
+    if not isinstance(encoder, TokenEncoder):
         raise ValueError(f"{encoder.name}: spatial pooling needs a token encoder (a facerep run)")
-    return l2_normalise(grid_pool(tokens(faces), pool_grid).numpy())
+    return l2_normalise(grid_pool(encoder.tokens(faces), pool_grid).numpy())
 
 
 def grid_pool(tokens: torch.Tensor, grid: int) -> torch.Tensor:

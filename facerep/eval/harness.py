@@ -17,7 +17,7 @@ import numpy as np
 
 from facerep.data.splits import split_identities
 from facerep.data.store import open_dataset
-from facerep.encoders.base import Encoder
+from facerep.encoders.base import Encoder, Fittable, TokenEncoder, is_whitened
 from facerep.encoders.pca import Whitener
 from facerep.eval.attributes import MISSING, match_labels, read_attribute_labels, utkface_labels
 from facerep.eval.clustering import evaluate_clustering
@@ -124,7 +124,7 @@ def encoder_variants(
     whitening = {"both": [False, True], "on": [True], "off": [False]}[whiten]
     variants = []
     for encoder in encoders:
-        modes = [False] if getattr(encoder, "whitened", False) else whitening
+        modes = [False] if is_whitened(encoder) else whitening
         variants += [
             (encoder, EmbedOptions(flip=flip, pool_grid=grid, whiten=w))
             for grid in (grids if _has_tokens(encoder) else [1])
@@ -134,7 +134,7 @@ def encoder_variants(
 
 
 def _has_tokens(encoder: Encoder) -> bool:
-    return getattr(encoder, "tokens", None) is not None
+    return isinstance(encoder, TokenEncoder)
 
 
 def evaluation_pairs(data: EvalData, lfw_pairs: str | Path | None, seed: int) -> Pairs:
@@ -190,12 +190,11 @@ def _fit_once(encoder: Encoder, faces: np.ndarray, fitted: set[int]) -> None:
     Whatever the encoder was fitted on before is replaced, so a fit on other data is never
     reused; `fitted` holds the ids of encoders this evaluation has fitted.
     """
-    fit = getattr(encoder, "fit", None)
-    if fit is None or id(encoder) in fitted:
+    if not isinstance(encoder, Fittable) or id(encoder) in fitted:
         return
     if len(faces) < 2:
         raise ValueError(f"{encoder.name} is fitted on training identities: drop --all-heldout")
-    fit(faces)
+    encoder.fit(faces)
     fitted.add(id(encoder))
 
 

@@ -3,7 +3,10 @@
 # Loaded on first use: importing a torch-free submodule (strategies) must not import torch.
 _LAZY = {
     "MaskedAutoencoder": "facerep.models.mae",
-    "ModelConfig": "facerep.models.registry",
+    "ModelConfig": "facerep.models.config",
+    "MAEConfig": "facerep.models.mae",
+    "ConvAEConfig": "facerep.models.conv_ae",
+    "config_from_dict": "facerep.models.registry",
     "create_model": "facerep.models.registry",
     "list_models": "facerep.models.registry",
 }
@@ -17,4 +20,12 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'facerep.models' has no attribute {name!r}")
 
 
-__all__ = ["MaskedAutoencoder", "ModelConfig", "create_model", "list_models"]
+__all__ = [
+    "ConvAEConfig",
+    "MAEConfig",
+    "MaskedAutoencoder",
+    "ModelConfig",
+    "config_from_dict",
+    "create_model",
+    "list_models",
+]

@@ -11,12 +11,14 @@ autoencoder. Same mask, same target, same loss: only the architecture differs fr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
 from torch import nn
 
-from facerep.models.mae import Pool, reconstruction_loss
+from facerep.models.config import ModelConfig, Pool
+from facerep.models.losses import reconstruction_loss
 from facerep.models.masking import PatchMask, resolve_mask
 from facerep.models.vit import check_image_size, patch_grid, patchify, to_pair
 
@@ -32,6 +34,29 @@ def conv_stage(in_channels: int, out_channels: int, transpose: bool = False) -> 
         nn.GroupNorm(math.gcd(MAX_NORM_GROUPS, out_channels), out_channels),
         nn.GELU(),
     )
+
+
+@dataclass(frozen=True)
+class ConvAEConfig(ModelConfig):
+    """A convolutional autoencoder's shape: stride-2 stages down to `embed_dim` channels."""
+
+    kind = "conv_ae"
+    img_size: int = 64
+    patch_size: int = 8
+    embed_dim: int = 256
+    depth: int = 4  # stride-2 stages: 64 px -> a 4x4 bottleneck
+
+    def build(self) -> ConvAutoencoder:
+        """A freshly initialised `ConvAutoencoder` with this config as `model.config`."""
+        model = ConvAutoencoder(
+            img_size=self.img_size,
+            patch_size=self.patch_size,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            norm_pix_loss=self.norm_pix_loss,
+        )
+        model.config = self
+        return model
 
 
 class ConvAutoencoder(nn.Module):

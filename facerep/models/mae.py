@@ -9,66 +9,35 @@ trainer drives every strategy.
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
+from facerep.models.config import ModelConfig, Pool
+from facerep.models.losses import reconstruction_loss
 from facerep.models.masking import PatchMask, resolve_mask
-from facerep.models.vit import LAYER_NORM_EPS, Block, PatchEmbed, patchify, sincos_pos_embed_2d
-
-Pool = Literal["mean", "cls"]
-
-# MAE's per-patch normalisation adds this to the variance so flat patches (a uniform background)
-# do not divide by zero.
-NORM_PIX_EPS = 1e-6
+from facerep.models.vit import LAYER_NORM_EPS, Block, PatchEmbed, sincos_pos_embed_2d
 
 
-def patch_norm_stats(patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each patch's mean and spread for MAE's per-patch normalisation (`norm_pix_loss`).
+@dataclass(frozen=True)
+class MAEConfig(ModelConfig):
+    """A ViT masked autoencoder's shape; sizes follow the ViT family (see the registry)."""
 
-    Args:
-        patches: `[N, L, K]` flattened patches (`patchify`).
+    kind = "mae"
+    depth: int = 12  # encoder blocks
+    num_heads: int = 12  # encoder heads; ViT keeps 64 channels per head
+    decoder_embed_dim: int = 512  # the decoder is thrown away, so it can be narrow (MAE: 512)
+    decoder_depth: int = 8  # MAE: 8 blocks; 1-4 suffice for linear-probe quality at small scale
+    decoder_num_heads: int = 16  # decoder heads
+    mlp_ratio: float = 4.0  # MLP hidden width over block width, the ViT standard
 
-    Returns:
-        mean `[N, L, 1]` and std `[N, L, 1]`: the target is `(patches - mean) / std`, and a
-        prediction maps back to pixels as `pred * std + mean`.
-    """
-    mean = patches.mean(dim=-1, keepdim=True)
-    std = (patches.var(dim=-1, keepdim=True) + NORM_PIX_EPS) ** 0.5
-    return mean, std
-
-
-def reconstruction_loss(
-    imgs: torch.Tensor,
-    pred: torch.Tensor,
-    mask: torch.Tensor,
-    patch_size: int,
-    norm_pix_loss: bool = True,
-) -> torch.Tensor:
-    """Mean squared error per patch, averaged over the masked patches.
-
-    With nothing masked (ratio 0) every patch counts, so the same loss serves a plain
-    autoencoder.
-
-    Args:
-        imgs: `[N, 3, H, W]` targets.
-        pred: `[N, L, p*p*3]` predicted patches.
-        mask: `[N, L]`, 1 = masked.
-        patch_size: p.
-        norm_pix_loss: compare against each patch normalised to zero mean and unit variance
-            (MAE's better-representation setting); else raw pixels.
-
-    Returns:
-        A scalar.
-    """
-    target = patchify(imgs, patch_size)
-    if norm_pix_loss:
-        mean, std = patch_norm_stats(target)
-        target = (target - mean) / std
-    loss = ((pred - target) ** 2).mean(dim=-1)
-    weights = torch.where(mask.sum() > 0, mask, torch.ones_like(mask))
-    return (loss * weights).sum() / weights.sum()
+    def build(self) -> MaskedAutoencoder:
+        """A freshly initialised `MaskedAutoencoder` with this config as `model.config`."""
+        kwargs = {k: v for k, v in asdict(self).items() if k != "name"}
+        model = MaskedAutoencoder(**kwargs)
+        model.config = self
+        return model
 
 
 class MaskedAutoencoder(nn.Module):

@@ -95,7 +95,7 @@ def serve(
     """
     import uvicorn
 
-    from facerep.api import resolve_encoder
+    from facerep.encoders.registry import resolve_encoder
 
     check_settings(settings)
     check_host(settings, host)

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facerep.api import encoder_threshold, resolve_encoder
 from facerep.encoders.base import Encoder
+from facerep.encoders.calibration import encoder_threshold
+from facerep.encoders.registry import resolve_encoder
 from facerep.service.batcher import BatcherClosed, EmbedBatcher
 from facerep.service.errors import ServiceError
 from facerep.service.galleries import GalleryRegistry

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from facerep.api import EncoderLike
+from facerep.encoders.registry import EncoderLike
 from facerep.images import DEFAULT_MAX_PIXELS
 
 TOKEN_ENV = "FACEREP_TOKEN"

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facerep.encoders.base import Encoder, embed_faces
+from facerep.encoders.base import Encoder, embed_faces, holds_gil
 from facerep.faces.find import NoFaceError, find_faces
 from facerep.images import decode_image
 from facerep.types import Face
@@ -86,7 +86,7 @@ class FaceWorkers:
 
     def __init__(self, workers: int, processes: bool, encoder: Encoder):
         self.workers, self.processes = workers, processes
-        self.embeds = processes and bool(getattr(encoder, "holds_gil", False))
+        self.embeds = processes and holds_gil(encoder)
         self._encoder = encoder if self.embeds else None
         self._lock = threading.Lock()
         self._pool = self._new_pool()

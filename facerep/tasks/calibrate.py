@@ -5,59 +5,25 @@ is at most it. `calibrate` picks the largest threshold whose false-accept rate o
 impostor pair of a labelled dataset stays within the target, as deployed systems are tuned
 (a FAR is what an operator can promise; accuracy depends on how many pairs are impostors).
 
-Where it is stored: a run's calibration lives in the run folder (`calibration.json`), so it
-travels with the weights; a built-in encoder's lives under `$FACEREP_HOME/calibration/`
-(default `~/.facerep`), since the package folder is not the user's to write.
+The result is stored with the encoder (`facerep.encoders.calibration`): in a run's folder, or
+under `$FACEREP_HOME` for a built-in encoder.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from facerep.encoders.base import Encoder
-from facerep.files import atomic_write
+from facerep.encoders.base import Encoder, RunBacked
+from facerep.encoders.calibration import Calibration, save_calibration
+from facerep.runs import read_run_config
 
-CALIBRATION_FILE = "calibration.json"
 # Above this many faces, a seeded sample keeps the all-pairs distance matrix in memory
 # (4,000 faces: 8 million pairs, 64 MB).
 MAX_CALIBRATION_FACES = 4000
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A threshold and the measurements behind it."""
-
-    encoder: str
-    threshold: float
-    target_far: float
-    far: float
-    tar: float
-    genuine_pairs: int
-    impostor_pairs: int
-    faces: int
-    identities: int
-    dataset: str
-    created: str
-
-
-def facerep_home() -> Path:
-    """Where facerep keeps per-user state: `$FACEREP_HOME`, else `~/.facerep`."""
-    return Path(os.environ.get("FACEREP_HOME") or Path.home() / ".facerep")
-
-
-def calibration_path(encoder: Encoder) -> Path:
-    """Where an encoder's calibration is stored: in its run folder, or under facerep_home()."""
-    run = getattr(encoder, "run", None)
-    if run is not None:
-        return Path(run) / CALIBRATION_FILE
-    return facerep_home() / "calibration" / f"{encoder.name}.json"
 
 
 def calibrate_threshold(
@@ -131,13 +97,9 @@ def _pair_distances(
 
 def pretraining_split(encoder: Encoder) -> tuple[float, int]:
     """(train fraction, seed) of the identity split a run was pretrained with; (0.5, 0) else."""
-    run = getattr(encoder, "run", None)
-    if run is None:
+    if not isinstance(encoder, RunBacked):
         return 0.5, 0
-    from facerep.train.checkpoint import read_run_config
-
-    train = read_run_config(run).get("train", {})
-    return 1.0 - float(train.get("holdout_fraction", 0.5)), int(train.get("split_seed", 0))
+    return read_run_config(encoder.run).identity_split
 
 
 def calibration_faces(
@@ -191,31 +153,4 @@ def calibrate(
         **measured,
     )
     save_calibration(encoder, calibration)
-    encoder.threshold = calibration.threshold
     return calibration
-
-
-def save_calibration(encoder: Encoder, calibration: Calibration) -> Path:
-    """Write the calibration where `load_calibration` finds it; returns the path."""
-    path = calibration_path(encoder)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "w") as f:
-        json.dump(asdict(calibration), f, indent=2)
-    return path
-
-
-def load_calibration(encoder: Encoder) -> Calibration | None:
-    """The stored calibration of `encoder`, or None when it has none.
-
-    Raises:
-        ValueError: a calibration file is there but unreadable.
-    """
-    path = calibration_path(encoder)
-    if not path.is_file():
-        return None
-    try:
-        return Calibration(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as e:
-        raise ValueError(
-            f"{path}: unreadable calibration ({e}); run facerep calibrate again"
-        ) from None

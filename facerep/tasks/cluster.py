@@ -20,9 +20,10 @@ from typing import Literal
 
 import numpy as np
 
+from facerep.clustering import cluster_embeddings
 from facerep.data.sources import walk_source
 from facerep.encoders.base import Encoder
-from facerep.eval.clustering import cluster_embeddings
+from facerep.encoders.photos import embed_photo
 from facerep.faces.dlib_models import DetectorName
 from facerep.images import ImageError, ImageSource, describe_source
 from facerep.types import Box
@@ -81,13 +82,11 @@ def cluster_photos(
         detector: "hog" or "cnn".
         on_progress: called with (photos done, photos in all).
     """
-    from facerep.api import embed
-
     photos = _photos(images)
     faces, vectors, failures = [], [], []
     for done, (name, photo) in enumerate(photos, 1):
         try:
-            found = embed(photo, encoder, detector=detector)
+            found = embed_photo(photo, encoder, detector=detector)
         except ImageError as e:
             failures.append((name, e.reason))
             found = []

@@ -14,6 +14,7 @@ import numpy as np
 
 from facerep.data.sources import walk_source
 from facerep.encoders.base import Encoder
+from facerep.encoders.photos import largest_face
 from facerep.faces.find import NoFaceError
 from facerep.images import ImageError
 from facerep.tasks.gallery import Gallery
@@ -61,8 +62,6 @@ def embed_largest_faces(
     photos: list[tuple[Path, str]], encoder: Encoder
 ) -> Iterator[tuple[Path, str, Face | str]]:
     """(photo, label, its embedded largest face or why there is none), in order."""
-    from facerep.api import largest_face
-
     for path, label in photos:
         try:
             yield path, label, largest_face(path, encoder)

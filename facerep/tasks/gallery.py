@@ -27,7 +27,10 @@ from typing import Literal
 
 import numpy as np
 
-from facerep.encoders.base import Encoder, l2_normalise
+from facerep.encoders.base import Encoder, encoder_identity, l2_normalise
+from facerep.encoders.calibration import current_threshold
+from facerep.encoders.photos import largest_face
+from facerep.encoders.registry import resolve_encoder
 from facerep.images import ImageSource
 from facerep.tasks.index_policy import IndexChoice, choose_kind
 from facerep.tasks.locks import ReadWriteLock
@@ -141,6 +144,9 @@ class Gallery:
         # connection is used by one thread at a time.
         self._rw = ReadWriteLock()
         self._db_lock = threading.RLock()
+        if isinstance(encoder, str | Path):
+            # Before anything is created: an encoder that cannot load leaves no gallery behind.
+            encoder = resolve_encoder(encoder)
         self._db = self._connect(create)
         try:
             self._encoder = self._check_encoder(encoder)
@@ -177,8 +183,6 @@ class Gallery:
         return db
 
     def _check_encoder(self, encoder: Encoder | str | Path | None) -> Encoder | None:
-        from facerep.api import resolve_encoder
-
         meta = self._meta()
         if not meta:
             chosen = resolve_encoder(encoder)
@@ -191,7 +195,10 @@ class Gallery:
         if encoder is None:
             return None  # loaded from the stored source when a face needs embedding
         chosen = resolve_encoder(encoder)
-        if _identity(chosen) != (meta["encoder"], int(meta["dim"]), meta["fingerprint"]):
+        identity = encoder_identity(chosen)
+        if (identity.name, identity.dim, identity.fingerprint) != (
+            meta["encoder"], int(meta["dim"]), meta["fingerprint"]
+        ):
             raise GalleryError(
                 f"holds {meta['encoder']} embeddings ({meta['dim']}-D); encoder "
                 f"{chosen.name} ({chosen.dim}-D) does not match; use {meta['encoder_source']}",
@@ -204,13 +211,13 @@ class Gallery:
         return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
 
     def _write_meta(self, encoder: Encoder) -> None:
-        name, dim, fingerprint = _identity(encoder)
+        identity = encoder_identity(encoder)
         rows = {
             "format": str(FORMAT_VERSION),
-            "encoder": name,
-            "encoder_source": str(getattr(encoder, "source", name)),
-            "dim": str(dim),
-            "fingerprint": fingerprint,
+            "encoder": identity.name,
+            "encoder_source": identity.source,
+            "dim": str(identity.dim),
+            "fingerprint": identity.fingerprint,
             "epoch": "0",
         }
         with self._transaction():
@@ -221,8 +228,6 @@ class Gallery:
         """The gallery's encoder, loaded from where the gallery says it came from."""
         with self._db_lock:
             if self._encoder is None:
-                from facerep.api import resolve_encoder
-
                 self._encoder = resolve_encoder(self._meta()["encoder_source"])
             return self._encoder
 
@@ -319,8 +324,6 @@ class Gallery:
         Every photo is read and embedded before anything is written, so a photo with no face
         or a corrupt file (NoFaceError, ImageError) leaves the gallery as it was.
         """
-        from facerep.api import largest_face
-
         batch = images if isinstance(images, list | tuple) else [images]
         faces = [largest_face(image, self.encoder) for image in batch]
         if sources is None:
@@ -510,8 +513,6 @@ class Gallery:
         Raises:
             NoFaceError: no face in the photo. ImageError: the photo cannot be read.
         """
-        from facerep.api import largest_face
-
         return self.search_embedding(largest_face(image, self.encoder).embedding, k)
 
     def search_embedding(self, embedding: np.ndarray, k: int = 5) -> list[Match]:
@@ -532,7 +533,7 @@ class Gallery:
             scores, ids = self._index.search(l2_normalise(embeddings), k, exclude=self._removed)
         with self._db_lock:
             found = {face.id: face for face in self._faces_by_id(np.unique(ids[ids >= 0]))}
-        threshold = getattr(self._encoder, "threshold", None) if self._encoder else None
+        threshold = current_threshold(self._encoder) if self._encoder else None
         return [
             [
                 _match(found[face_id], float(score), threshold)
@@ -567,11 +568,6 @@ class Gallery:
             "removed_pending_compaction": removed_pending,
             "bytes_on_disk": sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()),
         }
-
-
-def _identity(encoder: Encoder) -> tuple[str, int, str]:
-    """(name, dim, fingerprint): what must match for two encoders' vectors to be comparable."""
-    return encoder.name, int(encoder.dim), str(getattr(encoder, "fingerprint", encoder.name))
 
 
 def _box_json(box: Box | None) -> str | None:

@@ -1,8 +1,8 @@
-"""Run directories and checkpoints: safetensors weights, JSON config and state, written atomically.
+"""Training checkpoints in a run directory: safetensors weights and state, written atomically.
 
-    RUN/config.json                 model config, training config, preprocessing: rebuilds the model
-    RUN/model.safetensors           the latest weights (what `facerep.load_encoder(RUN)` reads)
-    RUN/checkpoints/step-00000200/  model.safetensors, optimizer.safetensors (+ RNG), state.json
+    RUN/config.json, RUN/model.safetensors   the run as inference reads it (`facerep.runs`)
+    RUN/checkpoints/step-00000200/  model.safetensors, objective.safetensors (the objective's
+                                    own modules, if any), optimizer.safetensors (+ RNG), state.json
     RUN/checkpoints/latest          the name of the newest complete checkpoint
 
 A checkpoint is written into a hidden temporary folder, fsynced and renamed into place, and only
@@ -14,19 +14,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
 
 from facerep.files import atomic_write, atomic_write_bytes, fsync_path
+from facerep.runs import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_weights,
+    save_weights,
+    weights_bytes,
+)
 from facerep.train.observe import GRID_FILE, LOSS_CURVE_FILE, TENSORBOARD_DIR
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+OBJECTIVE_FILE = "objective.safetensors"
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest"
 SUMMARY_FILE = "summary.json"
@@ -41,39 +46,9 @@ class Checkpoint:
     optimizer_state: dict[str, Any]
     losses: list[float]
     torch_rng: torch.Tensor | None
-
-
-def write_run_config(run: Path, config: dict[str, Any]) -> None:
-    """Write RUN/config.json atomically."""
-    run.mkdir(parents=True, exist_ok=True)
-    with atomic_write(run / CONFIG_FILE, "w") as f:
-        json.dump(config, f, indent=2)
-
-
-def read_run_config(run: str | Path) -> dict[str, Any]:
-    """Read RUN/config.json, with a one-line error when RUN is not a facerep run."""
-    path = Path(run) / CONFIG_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{run}: not a facerep run directory (no {CONFIG_FILE})") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: damaged ({e})") from None
-
-
-def weights_bytes(state: dict[str, torch.Tensor]) -> bytes:
-    """A state dict serialised as safetensors (on the CPU)."""
-    return save({k: v.detach().to("cpu").contiguous() for k, v in state.items()})
-
-
-def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """Save a state dict as safetensors, atomically."""
-    atomic_write_bytes(path, weights_bytes(state))
-
-
-def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Load safetensors weights on the CPU."""
-    return load_file(str(path), device="cpu")
+    # The objective's own modules and buffers (heads, momentum encoders, queues): empty for
+    # plain reconstruction, whose whole state is the model.
+    objective_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def save_checkpoint(run: Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
@@ -90,6 +65,8 @@ def save_checkpoint(run: Path, checkpoint: Checkpoint, keep: int = 2) -> Path:
     if checkpoint.torch_rng is not None:
         tensors["rng.torch"] = checkpoint.torch_rng
     save_weights(temp / "optimizer.safetensors", tensors)
+    if checkpoint.objective_state:
+        save_weights(temp / OBJECTIVE_FILE, checkpoint.objective_state)
     state = {"step": checkpoint.step, "losses": checkpoint.losses, "optimizer": layout}
     with atomic_write(temp / "state.json", "w") as f:
         json.dump(state, f)
@@ -120,9 +97,14 @@ def load_checkpoint(run: str | Path) -> Checkpoint:
             optimizer_state=_unflatten_optimizer(tensors, state["optimizer"]),
             losses=[float(v) for v in state["losses"]],
             torch_rng=tensors.get("rng.torch"),
+            objective_state=_optional_weights(folder / OBJECTIVE_FILE),
         )
     except (OSError, ValueError, KeyError, SafetensorError) as e:
         raise ValueError(f"{folder}: damaged checkpoint ({type(e).__name__}: {e})") from None
+
+
+def _optional_weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_weights(path) if path.is_file() else {}
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

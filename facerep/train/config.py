@@ -9,69 +9,133 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from functools import cache
 from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from facerep.models.strategies import MaskingStrategy
+from facerep.objectives.registry import DEFAULT_OBJECTIVE, check_objective
 
 Precision = Literal["auto", "fp32", "bf16"]
+# A warmup longer than the run (the default 2 epochs in a 1-epoch run) becomes this share of it:
+# the default recipe's share (2 of 20 epochs), so a short run keeps the recipe's shape.
+CLIPPED_WARMUP_SHARE = 0.1
+
+
+def option(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    cli: bool = True,
+    factory: Any = MISSING,
+) -> Any:
+    """A config field with its help text and bounds, from which `facerep pretrain`'s flags are
+    made: one definition, so the flag and the config cannot disagree.
+
+    Args:
+        default: the field's default (or `factory` for a mutable one).
+        help: one line for `--help` and for readers of the config.
+        low, high: bounds, inclusive unless `low_open` or `high_open`; checked on every config.
+        cli: whether it gets a flag (lists and tables come from a config file only).
+    """
+    metadata = {
+        "help": help, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+        "cli": cli,
+    }
+    if factory is not MISSING:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides a pretraining run; saved as config.json beside its checkpoints."""
 
-    datasets: tuple[str, ...] = ()  # prepared dataset folders, read together
-    out: str = "runs/pretrain"  # run directory: checkpoints, logs, figures
-    model: str = "vit-tiny"  # a registered name or alias (facerep.models.list_models)
-    model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"decoder_depth": 2}
-    masking: MaskingStrategy = "random"  # random (MAE), face-regions (FSFM), noise (ColorMAE)
-    mask_ratio: float = 0.75  # MAE's ratio; faces are as redundant as ImageNet photos
-    epochs: int = 20  # ~45 minutes for vit-tiny on the 15k-face corpus on 2 CPU cores
-    batch_size: int = 64  # global batch, split across processes under torchrun
-    # Base lr; the applied lr is blr * batch_size / 256 (MAE's rule). MAE's 1.5e-4 is tuned for
-    # batch 4096; at batch 64 it gives 3.75e-5, and a 150-step probe on the unlabeled corpus
-    # reached a lower loss at 3e-4 and 1.5e-3 (0.673, 0.655 against 0.744): 4e-3 gives 1e-3.
-    blr: float = 4e-3
-    lr: float | None = None  # absolute lr, overriding blr when set
-    min_lr: float = 0.0  # cosine floor
-    warmup_epochs: float = 2.0  # linear warmup, then cosine decay to min_lr
-    weight_decay: float = 0.05  # not applied to norms, biases and tokens
-    betas: tuple[float, float] = (0.9, 0.95)  # MAE's AdamW betas
-    clip_grad: float | None = 1.0  # max gradient norm; None disables
+    datasets: tuple[str, ...] = option((), "Prepared dataset folders, read together.", cli=False)
+    out: str = option("runs/pretrain", "Run directory: checkpoints, logs, figures.")
+    model: str = option("vit-tiny", "A registered model name or alias (see list-models).")
+    model_overrides: dict[str, Any] = option(
+        help="Model config fields to change, e.g. {decoder_depth = 2}.", cli=False, factory=dict
+    )
+    objective: str = option(
+        DEFAULT_OBJECTIVE, "What the model learns from (see list-objectives)."
+    )
+    # Masked reconstruction's options.
+    masking: MaskingStrategy = option(
+        "random", "random (MAE), face-regions (FSFM-style) or noise (ColorMAE-style)."
+    )
+    # MAE's ratio; faces are as redundant as ImageNet photos.
+    mask_ratio: float = option(0.75, "Share of patches hidden.", low=0.0, high=1.0, high_open=True)
+    # ~45 minutes for vit-tiny on the 15k-face corpus on 2 CPU cores.
+    epochs: int = option(20, "Passes over the faces.", low=1)
+    batch_size: int = option(64, "Global batch, split across processes under torchrun.", low=1)
+    # The applied lr is blr * batch_size / 256 (MAE's rule). MAE's 1.5e-4 is tuned for batch
+    # 4096; at batch 64 it gives 3.75e-5, and a 150-step probe on the unlabeled corpus reached a
+    # lower loss at 3e-4 and 1.5e-3 (0.673, 0.655 against 0.744): 4e-3 gives 1e-3.
+    blr: float = option(4e-3, "Base lr; lr = blr * batch / 256.", low=0.0)
+    lr: float | None = option(None, "Absolute lr, overriding --blr.", low=0.0)
+    min_lr: float = option(0.0, "Floor of the cosine decay.", low=0.0)
+    warmup_epochs: float = option(
+        2.0,
+        "Linear warmup before the cosine decay; longer than the run: 10% of it.",
+        low=0.0,
+    )
+    weight_decay: float = option(0.05, "AdamW decay; not on norms, biases, tokens.", low=0.0)
+    betas: tuple[float, float] = option((0.9, 0.95), "MAE's AdamW betas.", cli=False)
+    clip_grad: float | None = option(1.0, "Max gradient norm; 0 disables.", low=0.0)
     # Identity datasets give only their training identities: the rest is kept for evaluation.
-    holdout_fraction: float = 0.5
-    split_seed: int = 0  # the seeded identity split shared with `facerep eval`
-    use_all_identities: bool = False  # train on every identity (no held-out evaluation)
-    hflip: float = 0.5  # probability of a horizontal flip
-    scale_jitter: float = 0.1  # random zoom in [1 - j, 1 + j] about the crop centre
-    shift_jitter: float = 0.05  # random shift, as a fraction of the crop side
-    color_jitter: float = 0.2  # brightness, contrast and saturation factors in [1 - c, 1 + c]
-    precision: Precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    seed: int = 0
-    checkpoint_every: int = 200  # optimizer steps between checkpoints (plus one at the end)
-    keep_checkpoints: int = 2  # older step checkpoints are deleted
-    log_every: int = 10  # steps between TensorBoard scalars
-    threads: int | None = None  # torch CPU threads per process; None: torch's default
+    holdout_fraction: float = option(
+        0.5, "Share of identities held out of identity datasets.", low=0.0, high=1.0,
+        low_open=True, high_open=True,
+    )
+    split_seed: int = option(0, "Seed of the identity split shared with `facerep eval`.")
+    use_all_identities: bool = option(
+        False, "Also train on the held-out identities of identity datasets."
+    )
+    hflip: float = option(0.5, "Probability of a horizontal flip.", low=0.0, high=1.0)
+    scale_jitter: float = option(0.1, "Random zoom in [1 - j, 1 + j].", low=0.0, high=1.0)
+    shift_jitter: float = option(0.05, "Random shift, a share of the crop side.", low=0.0, high=1.0)
+    color_jitter: float = option(
+        0.2, "Brightness, contrast, saturation factors in [1 - c, 1 + c].", low=0.0, high=1.0
+    )
+    precision: Precision = option(
+        "auto", "auto (bf16 on CUDA), fp32, or bf16 (also on CPUs with bf16 units)."
+    )
+    seed: int = option(0, "Seed of the weights, batches, augmentation and masks.")
+    checkpoint_every: int = option(200, "Steps between checkpoints (plus one at the end).", low=1)
+    keep_checkpoints: int = option(2, "Step checkpoints kept; older ones are deleted.", low=1)
+    log_every: int = option(10, "Steps between TensorBoard scalars.", low=1)
+    threads: int | None = option(None, "Torch CPU threads per process (default: torch's).", low=1)
 
     def __post_init__(self) -> None:
         _check_types(self)
-        positive = ("epochs", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.mask_ratio < 1.0:
-            raise ValueError(f"mask_ratio must be in [0, 1), got {self.mask_ratio}")
-        if not 0.0 < self.holdout_fraction < 1.0:
-            raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        for item in fields(self):
+            _check_bounds(item, getattr(self, item.name))
+        check_objective(self.objective)
+
+    @property
+    def warmup_epochs_used(self) -> float:
+        """The warmup applied: `warmup_epochs`, or a share of a run that is shorter than it."""
         if self.warmup_epochs > self.epochs:
-            raise ValueError(
-                f"warmup_epochs ({self.warmup_epochs}) exceeds epochs ({self.epochs}):"
-                " the lr would never reach its peak"
-            )
+            return CLIPPED_WARMUP_SHARE * self.epochs
+        return self.warmup_epochs
+
+    @property
+    def warmup_note(self) -> str | None:
+        """Why the warmup applied differs from the one asked for, or None."""
+        if self.warmup_epochs_used == self.warmup_epochs:
+            return None
+        return (
+            f"warmup of {self.warmup_epochs:g} epochs is longer than the {self.epochs}-epoch run:"
+            f" warming up over the first {self.warmup_epochs_used:g} instead"
+            f" ({CLIPPED_WARMUP_SHARE:.0%} of it)"
+        )
 
     @property
     def base_lr_scaled(self) -> float:
@@ -98,16 +162,40 @@ class TrainConfig:
         return cls(**data)
 
 
+def _check_bounds(item: Field, value: Any) -> None:
+    """One-line errors for a value outside a field's bounds (`option(low=..., high=...)`)."""
+    meta = item.metadata
+    low, high = meta.get("low"), meta.get("high")
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return  # a wrong type is `_check_types`'s to report
+    too_low = low is not None and (value < low or (meta["low_open"] and value == low))
+    too_high = high is not None and (value > high or (meta["high_open"] and value == high))
+    if too_low or too_high:
+        raise ValueError(f"{item.name} must be {describe_bounds(item)}, got {value}")
+
+
+def describe_bounds(item: Field) -> str:
+    """A field's bounds in words: `at least 1`, `in [0, 1)`; empty when it has none."""
+    meta = item.metadata
+    low, high = meta.get("low"), meta.get("high")
+    if low is None:
+        return ""
+    if high is None:
+        return f"{'above' if meta['low_open'] else 'at least'} {low:g}"
+    opening, closing = "(" if meta["low_open"] else "[", ")" if meta["high_open"] else "]"
+    return f"in {opening}{low:g}, {high:g}{closing}"
+
+
 def _check_types(config: TrainConfig) -> None:
     """One-line errors for a wrong type or mode (a TOML `epochs = "10"`, `precision = "fp16"`)."""
-    for name, expected in _field_types().items():
+    for name, expected in field_types().items():
         value = getattr(config, name)
         if not _matches(value, expected):
             raise ValueError(f"{name} must be {_describe(expected)}, got {value!r}")
 
 
 @cache
-def _field_types() -> dict[str, Any]:
+def field_types() -> dict[str, Any]:
     """Each field's resolved annotation (the module's `from __future__` leaves them strings)."""
     return get_type_hints(TrainConfig)
 

@@ -1,9 +1,11 @@
-"""The pretraining loop: masked reconstruction of aligned faces, resumable and multi-process.
+"""The pretraining loop: any objective on any registered model, resumable and multi-process.
 
-One loop trains every registered model (ViT MAE or the conv baseline) with any masking strategy.
-All randomness of a step (augmentation and masks) comes from a generator seeded by (seed, step)
-and drawn for the whole global batch, so an interrupted and resumed run, or a run on N processes,
-replays exactly the batches of one unbroken single-process run.
+The loop draws each step's augmented views, calls the objective (`facerep.objectives`) for its
+loss, steps the optimizer and writes the run (checkpoints, TensorBoard, figures, summary); what
+is learned, and how (masks, extra heads), is the objective's. All randomness of a step
+(augmentation, and the objective's masks) comes from a generator seeded by (seed, step) and drawn
+for the whole global batch, so an interrupted and resumed run, or a run on N processes, replays
+exactly the batches of one unbroken single-process run.
 """
 
 from __future__ import annotations
@@ -21,18 +23,23 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from facerep.files import atomic_write
-from facerep.models.masking import PatchMask, make_mask
 from facerep.models.registry import create_model
+from facerep.objectives.base import PretrainBatch, PretrainObjective, Previews, View
+from facerep.objectives.registry import DEFAULT_OBJECTIVE, create_objective
+from facerep.runs import (
+    CONFIG_FILE,
+    Preprocess,
+    RunConfig,
+    read_run_config,
+    write_run_config,
+)
 from facerep.train.augment import augment, sample_augment
 from facerep.train.checkpoint import (
-    CONFIG_FILE,
     SUMMARY_FILE,
     Checkpoint,
     clear_run,
     load_checkpoint,
-    read_run_config,
     save_checkpoint,
-    write_run_config,
 )
 from facerep.train.config import TrainConfig
 from facerep.train.data import PretrainFaces
@@ -48,21 +55,16 @@ from facerep.train.distributed import (
     training_device,
 )
 from facerep.train.observe import (
-    GRID_FILE,
     LOSS_CURVE_FILE,
     TENSORBOARD_DIR,
     TensorBoardLog,
     epoch_means,
-    reconstruction_grid,
     save_loss_curve,
     save_png,
 )
 
-# Inputs are normalised with ImageNet statistics, as MAE does; stored with the weights.
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
 GRID_FACES = 8
-# The step number whose generator draws the reconstruction grid's masks: never a training step.
+# The step number whose generator draws the preview's randomness (masks): never a training step.
 GRID_STEP = 2**63 - 1
 
 
@@ -93,6 +95,7 @@ class PretrainResult:
     seconds: float = 0.0
     images_per_sec: float = 0.0
     parameter_spread: float = 0.0
+    figure: Path | None = None  # the objective's preview (reconstructions.png), if it has one
 
     @property
     def epoch_losses(self) -> list[float]:
@@ -146,7 +149,7 @@ def _clear_on_main(run: Path, world: World) -> None:
 
 def resume_config(run: str | Path, **changes: object) -> TrainConfig:
     """The training config saved in RUN, with `changes` (e.g. more `epochs`) applied."""
-    return TrainConfig.from_dict({**read_run_config(run)["train"], **changes, "out": str(run)})
+    return TrainConfig.from_dict({**read_run_config(run).train, **changes, "out": str(run)})
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float, floor: float) -> float:
@@ -185,6 +188,9 @@ class _Trainer:
         self.run_dir = Path(config.out)
         torch.manual_seed(config.seed)  # the same initial weights on every process
         self.model = create_model(config.model, **config.model_overrides).to(device)
+        self.objective: PretrainObjective = create_objective(
+            config.objective, self.model, config.to_dict()
+        ).to(device)
         self.data = PretrainFaces(
             config.datasets,
             self.model.config.img_size,
@@ -195,21 +201,25 @@ class _Trainer:
         self.loader, self.sampler = self._make_loader()
         self.steps_per_epoch = len(self.loader)
         self.total_steps = config.epochs * self.steps_per_epoch
-        self.warmup_steps = round(config.warmup_epochs * self.steps_per_epoch)
+        self.warmup_steps = round(config.warmup_epochs_used * self.steps_per_epoch)
         self.optimizer = torch.optim.AdamW(
-            weight_decay_groups(self.model, config.weight_decay),
+            weight_decay_groups(self.objective, config.weight_decay),
             lr=config.base_lr_scaled,
             betas=config.betas,
         )
         self.step, self.losses = 0, []
+        self._terms: dict[str, float] = {}  # the objective's other scalars of the last step
         if resume:
             self._restore()
         self._saved_step = self.step
-        self.mean = torch.tensor(IMAGE_MEAN, device=device)[None, :, None, None]
-        self.std = torch.tensor(IMAGE_STD, device=device)[None, :, None, None]
+        self.preprocess = Preprocess(
+            self.model.config.img_size, self.model.config.embed_dim, self.data.padding
+        )
+        self.mean = torch.tensor(self.preprocess.mean, device=device)[None, :, None, None]
+        self.std = torch.tensor(self.preprocess.std, device=device)[None, :, None, None]
         self.grid_imgs, self.grid_landmarks = self.data[:GRID_FACES]
         self._grid_at: tuple[int, np.ndarray] | None = None  # (step, grid): logged, then saved
-        self.net = data_parallel(self.model, world)
+        self.net = data_parallel(self.objective, world)
         self.log = TensorBoardLog(self.run_dir / TENSORBOARD_DIR) if world.is_main else None
         if world.is_main:
             write_run_config(self.run_dir, self._run_config())
@@ -239,26 +249,27 @@ class _Trainer:
         return loader, sampler
 
     def _restore(self) -> None:
+        saved = read_run_config(self.run_dir).train.get("objective", DEFAULT_OBJECTIVE)
+        if saved != self.config.objective:
+            raise ValueError(
+                f"{self.run_dir} was trained with objective {saved}; resuming it with "
+                f"{self.config.objective} is refused (start a new --out)"
+            )
         checkpoint = load_checkpoint(self.run_dir)
         self.model.load_state_dict(checkpoint.model_state)
+        self.objective.load_extra_state(checkpoint.objective_state)
         self.optimizer.load_state_dict(checkpoint.optimizer_state)
         self.step, self.losses = checkpoint.step, checkpoint.losses
         if checkpoint.torch_rng is not None:
             torch.set_rng_state(checkpoint.torch_rng)
 
-    def _run_config(self) -> dict:
-        return {
-            "model": self.model.config.to_dict(),
-            "train": self.config.to_dict(),
-            "preprocess": {
-                "img_size": self.model.config.img_size,
-                "mean": IMAGE_MEAN,
-                "std": IMAGE_STD,
-                "crop_padding": self.data.padding,
-                "crop_template": "dlib 5-point mean face (facerep.faces.align)",
-            },
-            "data": [vars(part) for part in self.data.parts],
-        }
+    def _run_config(self) -> RunConfig:
+        return RunConfig(
+            self.model.config,
+            self.preprocess,
+            self.config.to_dict(),
+            [vars(part) for part in self.data.parts],
+        )
 
     def run(self, on_step: Callable[[StepInfo], None] | None, stop_after: int | None):
         start, start_step = time.perf_counter(), self.step
@@ -286,25 +297,21 @@ class _Trainer:
     def _train_step(self, imgs: torch.Tensor, landmarks: torch.Tensor) -> tuple[float, float]:
         config, world = self.config, self.world
         generator = step_generator(config.seed, self.step)
-        params = sample_augment(
-            config.batch_size,
+        batch = PretrainBatch(
+            [self._view(imgs, landmarks, generator) for _ in range(self.objective.num_views)],
             generator,
-            config.hflip,
-            config.scale_jitter,
-            config.shift_jitter,
-            config.color_jitter,
+            config.batch_size,
+            slice(world.rank, None, world.size),
+            lambda rows: gather_interleaved(rows, world),
         )
-        mine = slice(world.rank, None, world.size)
-        x, landmarks = augment(imgs.to(self.device).float() / 255.0, landmarks, params.rows(mine))
-        # Passed as a PatchMask: its indices come along, so the model neither re-sorts nor checks.
-        mask = self._global_mask(landmarks, generator).rows(mine).to(self.device)
         lr = lr_at(
             self.step, self.total_steps, self.warmup_steps, config.base_lr_scaled, config.min_lr
         )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._bf16()):
-            loss, _, _ = self.net((x - self.mean) / self.std, mask=mask)
+            terms = self.net(batch)
+        loss = terms["loss"]
         mean_loss = float(mean_across(loss, world))
         if not math.isfinite(mean_loss):
             raise TrainingDiverged(
@@ -314,33 +321,30 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip_grad:
-            nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad)
+            nn.utils.clip_grad_norm_(self.objective.parameters(), config.clip_grad)
         self.optimizer.step()
+        self.objective.after_step(self.step)
         self.step += 1
         self.losses.append(mean_loss)
+        self._terms = {k: float(v) for k, v in terms.items() if k != "loss"}
         return mean_loss, lr
 
-    def _global_mask(self, landmarks: torch.Tensor, generator: torch.Generator) -> PatchMask:
-        """The whole global batch's masks, drawn identically on every process."""
-        everyone = None
-        if self.config.masking == "face-regions":
-            everyone = gather_interleaved(landmarks, self.world).cpu()
-        return self._make_mask(self.config.batch_size, everyone, generator)
-
-    def _make_mask(
-        self, batch_size: int, landmarks: torch.Tensor | None, generator: torch.Generator
-    ) -> PatchMask:
-        """Masks by the run's strategy and ratio for `batch_size` faces (their landmarks)."""
-        config = self.config
-        return make_mask(
-            config.masking,
-            batch_size,
-            self.model.grid_size,
-            config.mask_ratio,
-            patch_size=self.model.patch_size,
-            landmarks=landmarks,
-            generator=generator,
+    def _view(
+        self, imgs: torch.Tensor, landmarks: torch.Tensor, generator: torch.Generator
+    ) -> View:
+        """One augmented view of this process's faces, drawn for the whole global batch."""
+        config, world = self.config, self.world
+        params = sample_augment(
+            config.batch_size,
+            generator,
+            config.hflip,
+            config.scale_jitter,
+            config.shift_jitter,
+            config.color_jitter,
         )
+        mine = slice(world.rank, None, world.size)
+        x, moved = augment(imgs.to(self.device).float() / 255.0, landmarks, params.rows(mine))
+        return View((x - self.mean) / self.std, moved)
 
     def _bf16(self) -> bool:
         precision = self.config.precision
@@ -351,24 +355,31 @@ class _Trainer:
             return
         rate = images / max(seconds, 1e-9)
         if self.log and self.step % self.config.log_every == 0:
-            self.log.scalars(self.step, loss=loss, lr=lr, images_per_sec=rate)
+            self.log.scalars(self.step, loss=loss, lr=lr, images_per_sec=rate, **self._terms)
         if on_step:
             epoch = (self.step - 1) // self.steps_per_epoch
             on_step(StepInfo(self.step, self.total_steps, epoch, loss, lr, rate))
 
-    def _grid(self) -> np.ndarray:
-        """The reconstruction grid of the current weights, computed once per step."""
+    def _grid(self) -> np.ndarray | None:
+        """The objective's preview of the current weights, computed once per step (or None)."""
+        if not isinstance(self.objective, Previews):
+            return None
         if self._grid_at is None or self._grid_at[0] != self.step:
-            generator = step_generator(self.config.seed, GRID_STEP)  # the same masks every time
+            generator = step_generator(self.config.seed, GRID_STEP)  # the same draws every time
             imgs = self.grid_imgs.to(self.device).float() / 255.0
-            mask = self._make_mask(len(imgs), self.grid_landmarks, generator).mask
-            grid = reconstruction_grid(self.model, imgs, mask.to(self.device), self.mean, self.std)
+            self.model.eval()
+            with torch.no_grad():
+                grid = self.objective.preview(
+                    imgs, self.grid_landmarks, generator, self.mean, self.std
+                )
+            self.model.train()
             self._grid_at = (self.step, grid)
         return self._grid_at[1]
 
     def _log_grid(self) -> None:
-        if self.log:
-            self.log.image(self.step, "reconstructions", self._grid())
+        grid = self._grid() if self.log else None
+        if grid is not None:
+            self.log.image(self.step, self.objective.preview_name, grid)
 
     def _checkpoint(self) -> None:
         self._saved_step = self.step
@@ -381,6 +392,7 @@ class _Trainer:
                     self.optimizer.state_dict(),
                     self.losses,
                     torch.get_rng_state(),
+                    self.objective.extra_state(),
                 ),
                 keep=self.config.keep_checkpoints,
             )
@@ -397,7 +409,10 @@ class _Trainer:
             spread,
         )
         if self.world.is_main:
-            save_png(self.run_dir / GRID_FILE, self._grid())
+            grid = self._grid()
+            if grid is not None:
+                result.figure = self.run_dir / f"{self.objective.preview_name}.png"
+                save_png(result.figure, grid)
             save_loss_curve(self.run_dir / LOSS_CURVE_FILE, self.losses, self.steps_per_epoch)
             self._write_summary(result)
             if self.log:

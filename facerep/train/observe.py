@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from facerep.files import atomic_write
-from facerep.models.mae import patch_norm_stats
+from facerep.models.losses import patch_norm_stats
 from facerep.models.vit import patchify, unpatchify
 
 GRID_FILE = "reconstructions.png"

@@ -126,3 +126,29 @@ def test_calibrate_then_verify_with_a_run(
     assert json.loads(verdict.stdout)["threshold"] == calibration["threshold"]
     too_strict = facerep("calibrate", str(folder), "-e", str(run), "--far", "1e-5")
     assert too_strict.returncode == 2 and "impostor pairs" in too_strict.stderr
+
+
+def test_list_encoders_names_what_encoder_takes() -> None:
+    result = facerep("list-encoders")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(":")[0].split()[0]: line for line in result.stdout.splitlines()}
+    assert set(lines) == {"dlib", "pca", "pixels", "RUN"}
+    assert "eval only" in lines["pca"] and "eval only" not in lines["dlib"]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["verify", "{a}", "{b}"], ["gallery", "add", "{out}/g", "{photos}"],
+     ["cluster", "{photos}", "--out", "{out}/c"], ["calibrate", "{photos}"]],
+)  # fmt: skip
+def test_an_encoder_that_must_be_fitted_is_refused_by_the_face_tools(
+    photos: Path, tmp_path: Path, command: list[str]
+) -> None:
+    names = {"a": photos / "s1" / "1.pgm", "b": photos / "s1" / "2.pgm", "photos": photos,
+             "out": tmp_path}  # fmt: skip
+    result = facerep(*(part.format(**names) for part in command), "--encoder", "pca")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]  # after any progress bar
+    assert last.startswith("error: encoder pca must be fitted on labelled faces first")
+    assert "use one of: dlib, pixels, RUN" in result.stderr and "fit()" not in result.stderr
+    assert not (tmp_path / "g").exists() and not (tmp_path / "c").exists()

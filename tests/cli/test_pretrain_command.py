@@ -50,3 +50,50 @@ def test_list_models_shows_aliases() -> None:
     result = facerep("list-models", "mae_vit_tiny*")
     assert result.returncode == 0
     assert "mae_vit_tiny_p8_64  (alias: vit-tiny)" in result.stdout
+
+
+def test_objectives_are_listed_and_an_unknown_one_is_a_one_line_error(
+    lfw_dataset: Path, tmp_path: Path
+) -> None:
+    listed = facerep("list-objectives")
+    assert listed.returncode == 0 and listed.stdout.startswith("reconstruction  (default): ")
+    unknown = facerep("pretrain", str(lfw_dataset), "--out", str(tmp_path / "r"), "--objective",
+                      "jigsaw")
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+    assert "unknown objective 'jigsaw'; choose one of: reconstruction" in unknown.stderr
+    clash = facerep("pretrain", "--resume", str(tmp_path / "r"), "--objective", "reconstruction")
+    assert clash.returncode == 2 and "drop --objective" in clash.stderr
+
+
+def test_a_one_epoch_run_with_the_default_warmup_just_works(
+    lfw_dataset: Path, tmp_path: Path
+) -> None:
+    # The default warmup (2 epochs) is longer than the run: it becomes 10% of it, with a note.
+    result = facerep("pretrain", str(lfw_dataset), "--out", str(tmp_path / "r"), "--model",
+                     "vit-test", "--epochs", "1", "--batch-size", "16")
+    assert result.returncode == 0, result.stderr
+    assert "note: warmup of 2 epochs is longer than the 1-epoch run" in result.stderr
+
+
+def test_every_training_option_has_a_flag_with_its_bounds(
+    lfw_dataset: Path, tmp_path: Path
+) -> None:
+    # The flags come from TrainConfig: a field's bounds hold on the command line too.
+    args = ["pretrain", str(lfw_dataset), "--out", str(tmp_path / "r"), "--model", "vit-test"]
+    ratio = facerep(*args, "--mask-ratio", "0.99", "--epochs", "1", "--batch-size", "16")
+    assert ratio.returncode == 0, ratio.stderr  # below 1 is allowed (was refused above 0.95)
+    for flag, value, message in [("--mask-ratio", "1", "mask_ratio must be in [0, 1), got 1.0"),
+                                 ("--hflip", "2", "hflip must be in [0, 1], got 2.0"),
+                                 ("--epochs", "0", "epochs must be at least 1, got 0")]:
+        refused = facerep(*args, flag, value, "--out", str(tmp_path / "x"))
+        assert refused.returncode == 2 and message in refused.stderr, (flag, refused.stderr)
+    import typer
+
+    from facerep.cli.app import app
+    from facerep.train.config import TrainConfig
+
+    command = typer.main.get_command(app).commands["pretrain"]
+    flags = {name for param in command.params for name in param.opts}
+    for name in TrainConfig.__dataclass_fields__:
+        if name not in ("datasets", "model_overrides", "betas"):  # an argument, file-only
+            assert f"--{name.replace('_', '-')}" in flags, name

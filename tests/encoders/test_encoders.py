@@ -10,6 +10,7 @@ import torch
 
 import facerep
 from facerep.encoders.base import Encoder, resize_faces
+from facerep.encoders.calibration import current_threshold
 from facerep.encoders.pca import PCAEncoder, Whitener
 from facerep.eval.embedding import EmbedOptions, grid_pool, raw_features
 from facerep.eval.harness import encoder_variants
@@ -38,7 +39,7 @@ def test_builtin_encoders_follow_the_protocol(name: str, faces: np.ndarray) -> N
 def test_run_encoder_follows_the_protocol(tiny_run: Path, faces: np.ndarray) -> None:
     encoder = facerep.load_encoder(tiny_run)
     assert isinstance(encoder, Encoder) and encoder.name == tiny_run.name
-    assert encoder.input_size == 32 and encoder.threshold is None  # not calibrated
+    assert encoder.input_size == 32 and current_threshold(encoder) is None  # not calibrated
     embeddings = encoder.embed(faces[:6])  # 48 px faces, resized to the run's 32
     assert embeddings.shape == (6, encoder.dim) and embeddings.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)

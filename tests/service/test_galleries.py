@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facerep.api import resolve_encoder
+from facerep.encoders.registry import resolve_encoder
 from facerep.service import galleries
 from facerep.service.errors import ServiceError
 from facerep.service.galleries import GalleryRegistry

@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 
 import facerep
-from facerep.api import resolve_encoder
-from facerep.tasks.calibrate import (
-    calibrate,
-    calibrate_threshold,
-    calibration_faces,
-    calibration_path,
-    load_calibration,
-)
+from facerep.encoders.calibration import calibration_path, current_threshold, load_calibration
+from facerep.encoders.registry import resolve_encoder
+from facerep.tasks.calibrate import calibrate, calibrate_threshold, calibration_faces
 from tests.conftest import link_orl
 
 
@@ -57,13 +52,13 @@ def test_a_builtin_encoders_calibration_is_stored_in_facerep_home(facerep_home: 
     result = calibrate(encoder, vectors, ids, 1e-2, "synthetic")
     assert calibration_path(encoder) == facerep_home / "calibration" / "dlib.json"
     assert load_calibration(encoder) == result
-    assert facerep.load_encoder("dlib").threshold == result.threshold
-    assert resolve_encoder("dlib").threshold == result.threshold  # the cached one follows
+    assert current_threshold(facerep.load_encoder("dlib")) == result.threshold
+    assert current_threshold(resolve_encoder("dlib")) == result.threshold  # the cached one too
     calibration_path(encoder).unlink()
-    assert resolve_encoder("dlib").threshold == 0.08  # back to dlib's built-in
+    assert current_threshold(resolve_encoder("dlib")) == 0.08  # back to dlib's built-in
     calibration_path(encoder).write_text("{broken")
     with pytest.raises(ValueError, match=r"dlib\.json: unreadable calibration"):
-        facerep.load_encoder("dlib")
+        current_threshold(facerep.load_encoder("dlib"))
 
 
 def test_calibrating_a_run_on_orl_stores_the_threshold_in_the_run(
@@ -76,7 +71,7 @@ def test_calibrating_a_run_on_orl_stores_the_threshold_in_the_run(
     assert len(set(identities)) == 10 and not failures  # the held-out half only
     result = calibrate(encoder, embeddings, identities, 1e-2, str(folder))
     assert (run / "calibration.json").is_file()
-    assert facerep.load_encoder(run).threshold == result.threshold
+    assert current_threshold(facerep.load_encoder(run)) == result.threshold
     verdict = facerep.verify(folder / "s1" / "1.pgm", folder / "s1" / "2.pgm", run)
     assert verdict.threshold == result.threshold
 

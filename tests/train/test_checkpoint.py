@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from facerep.runs import WEIGHTS_FILE
 from facerep.train.checkpoint import (
     CHECKPOINTS_DIR,
-    WEIGHTS_FILE,
     Checkpoint,
     clear_run,
     load_checkpoint,

@@ -37,7 +37,9 @@ def test_json_round_trip() -> None:
         ("checkpoint_every = 0", "checkpoint_every must be at least 1"),
         ("keep_checkpoints = 0", "keep_checkpoints must be at least 1"),
         ("mask_ratio = 1.0", "mask_ratio must be in"),
-        ("epochs = 2\nwarmup_epochs = 5", "exceeds epochs"),
+        ("holdout_fraction = 0.0", r"holdout_fraction must be in \(0, 1\), got 0.0"),
+        ("hflip = 1.5", r"hflip must be in \[0, 1\], got 1.5"),
+        ("objective = 'jigsaw'", "unknown objective 'jigsaw'; choose one of: reconstruction"),
         ("learning_rate = 0.1", "unknown training options"),
         ("epochs = [", "not valid TOML"),
     ],
@@ -64,6 +66,14 @@ def test_bad_values_in_code_are_one_line_errors(changes: dict, message: str) -> 
     with pytest.raises(ValueError, match=message) as error:
         TrainConfig(**changes)
     assert "\n" not in str(error.value)
+
+
+def test_a_warmup_longer_than_the_run_becomes_a_share_of_it() -> None:
+    short = TrainConfig(epochs=1)  # the default 2-epoch warmup: refused before, now clipped
+    assert short.warmup_epochs_used == pytest.approx(0.1)
+    assert "longer than the 1-epoch run" in short.warmup_note
+    assert TrainConfig(epochs=2, warmup_epochs=2).warmup_note is None  # equal is allowed
+    assert TrainConfig().warmup_epochs_used == 2.0
 
 
 def test_load_config_without_a_file_and_with_mistaken_flags(tmp_path: Path) -> None:

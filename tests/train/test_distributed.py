@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from facerep.train.checkpoint import load_weights
+from facerep.runs import load_weights
 from facerep.train.config import load_config
 from facerep.train.loop import pretrain
 

@@ -12,8 +12,9 @@ import torch
 import facerep
 from facerep.data.store import open_dataset
 from facerep.models import create_model
+from facerep.runs import load_weights
 from facerep.train import loop
-from facerep.train.checkpoint import load_checkpoint, load_weights
+from facerep.train.checkpoint import load_checkpoint
 from facerep.train.config import TrainConfig
 from facerep.train.loop import (
     TrainingDiverged,
@@ -141,14 +142,16 @@ def test_resume_at_an_epoch_boundary_with_more_epochs(lfw_dataset, tmp_path):
 def test_the_reconstruction_grid_is_drawn_once_per_epoch_and_at_a_mid_epoch_end(
     lfw_dataset, tmp_path, monkeypatch
 ):
+    from facerep.objectives import reconstruction
+
     calls = []
-    real = loop.reconstruction_grid
+    real = reconstruction.reconstruction_grid
 
     def counted(model, *args):
         calls.append(1)
         return real(model, *args)
 
-    monkeypatch.setattr(loop, "reconstruction_grid", counted)
+    monkeypatch.setattr(reconstruction, "reconstruction_grid", counted)
     pretrain(tiny_config(lfw_dataset, tmp_path / "run"))  # 2 epochs: the last grid is reused
     assert len(calls) == 2 and (tmp_path / "run" / "reconstructions.png").is_file()
     calls.clear()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from facerep.models.mae import patch_norm_stats
+from facerep.models.losses import patch_norm_stats
 from facerep.models.masking import random_mask
 from facerep.models.vit import patchify
 from facerep.train.observe import epoch_means, reconstruction_grid, save_loss_curve

@@ -1,4 +1,4 @@
-"""The encoder of a facerep pretraining run: rebuilt from the run directory alone."""
+"""The encoder of a facerep pretraining run (any model kind): rebuilt from the run folder alone."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from facerep.encoders.base import file_digest, l2_normalise
-from facerep.models.mae import Pool
-from facerep.models.registry import ModelConfig, build_model
-from facerep.train.checkpoint import WEIGHTS_FILE, load_weights, read_run_config
+from facerep.models.config import Pool
+from facerep.runs import WEIGHTS_FILE, load_run_model
 
 
 class RunEncoder:
@@ -32,24 +31,18 @@ class RunEncoder:
         device: str | torch.device | None = None,
     ):
         self.run = Path(run)
-        config = read_run_config(self.run)
-        weights = self.run / WEIGHTS_FILE
-        if not weights.is_file():
-            raise ValueError(f"{run}: no {WEIGHTS_FILE} yet (has the run written a checkpoint?)")
+        self.model, self.config = load_run_model(self.run)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = build_model(ModelConfig.from_dict(config["model"]))
-        self.model.load_state_dict(load_weights(weights))
-        self.model.eval().to(self.device)
-        preprocess = config["preprocess"]
-        self.mean = torch.tensor(preprocess["mean"], device=self.device)[None, :, None, None]
-        self.std = torch.tensor(preprocess["std"], device=self.device)[None, :, None, None]
+        self.model.to(self.device)
+        preprocess = self.config.preprocess
+        self.mean = torch.tensor(preprocess.mean, device=self.device)[None, :, None, None]
+        self.std = torch.tensor(preprocess.std, device=self.device)[None, :, None, None]
         self.pool, self.batch_size = pool, batch_size
         self.name = self.run.name if pool == "mean" else f"{self.run.name}:cls"
-        self.input_size = int(preprocess["img_size"])
-        self.dim = int(self.model.config.embed_dim)
-        self.fingerprint = f"{self.name}:{file_digest(weights)}"
-        # No threshold until `facerep calibrate` measures one on labelled faces.
-        self.threshold: float | None = None
+        self.source = str(self.run.resolve())
+        self.input_size = preprocess.input_size
+        self.dim = preprocess.embed_dim
+        self.fingerprint = f"{self.name}:{file_digest(self.run / WEIGHTS_FILE)}"
 
     @torch.no_grad()
     def tokens(self, faces: np.ndarray) -> torch.Tensor:
@@ -73,7 +66,8 @@ class RunEncoder:
         return l2_normalise(np.concatenate(parts) if parts else np.zeros((0, self.dim)))
 
     def _inputs(self, faces: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(faces)).to(self.device)
+        # A copy: torch refuses to wrap the read-only memory maps datasets hand out.
+        x = torch.from_numpy(np.array(faces, copy=True)).to(self.device)
         x = x.permute(0, 3, 1, 2).float() / 255.0
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(

@@ -1,0 +1,81 @@
+"""Masked reconstruction: hide patches, predict their pixels (He et al., MAE, CVPR 2022).
+
+The model is an autoencoder with MAE's calls (`forward(imgs, mask=...) -> (loss, pred, mask)`):
+the ViT MAE encodes only the visible patches, the conv-AE zeroes the hidden ones in its input
+(Pathak et al., Context Encoders, 2016). The masks are this objective's: `random` (MAE),
+`face-regions` (a whole eye, the nose or the mouth, from the landmarks; FSFM's CRFR-P) or
+`noise` (band-pass noise blobs; ColorMAE), drawn for the whole global batch from the step's
+generator, so every process and every resumed run sees the same masks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from facerep.models.masking import PatchMask, make_mask
+from facerep.models.strategies import MASKING_STRATEGIES, MaskingStrategy
+from facerep.objectives.base import Objective, PretrainBatch
+from facerep.train.observe import reconstruction_grid
+
+
+class MaskedReconstruction(Objective):
+    """MAE's objective on any registered autoencoder.
+
+    Args:
+        model: an autoencoder (`forward_decoder`, `patch_size`, `grid_size`).
+        masking: which patches to hide: "random", "face-regions" or "noise".
+        mask_ratio: share of patches hidden, in [0, 1); 0 is a plain autoencoder.
+    """
+
+    preview_name = "reconstructions"
+
+    def __init__(
+        self, model: nn.Module, masking: MaskingStrategy = "random", mask_ratio: float = 0.75
+    ):
+        if not hasattr(model, "forward_decoder"):
+            name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+            raise ValueError(
+                f"objective reconstruction needs an autoencoder (a model with a decoder); "
+                f"{name} has none"
+            )
+        if masking not in MASKING_STRATEGIES:
+            raise ValueError(f"unknown masking {masking!r}; choose one of {MASKING_STRATEGIES}")
+        super().__init__(model)
+        self.masking, self.mask_ratio = masking, mask_ratio
+
+    def forward(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
+        """The masked-patch reconstruction loss of this process's rows."""
+        view = batch.views[0]
+        landmarks = batch.gather(view.landmarks).cpu() if self.masking == "face-regions" else None
+        mask = self.masks(batch.global_size, landmarks, batch.generator).rows(batch.mine)
+        # Passed as a PatchMask: its indices come along, so the model neither re-sorts nor checks.
+        loss, _, _ = self.model(view.imgs, mask=mask.to(view.imgs.device))
+        return {"loss": loss}
+
+    def masks(
+        self, batch_size: int, landmarks: torch.Tensor | None, generator: torch.Generator
+    ) -> PatchMask:
+        """Masks by this objective's strategy and ratio for `batch_size` faces (their landmarks)."""
+        return make_mask(
+            self.masking,
+            batch_size,
+            self.model.grid_size,
+            self.mask_ratio,
+            patch_size=self.model.patch_size,
+            landmarks=landmarks,
+            generator=generator,
+        )
+
+    def preview(
+        self,
+        imgs: torch.Tensor,
+        landmarks: torch.Tensor,
+        generator: torch.Generator,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+    ) -> np.ndarray:
+        """Original | masked | reconstruction rows for `[n, 3, S, S]` faces in [0, 1]."""
+        mask = self.masks(len(imgs), landmarks, generator).mask.to(imgs.device)
+        return reconstruction_grid(self.model, imgs, mask, mean, std)
