@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerep.data.sources import walk_source
+from facerep.data.sources import absolute_path, path_text, walk_source
 from facerep.encoders.base import Encoder
 from facerep.faces.find import NoFaceError
 from facerep.images import ImageError
@@ -46,7 +46,7 @@ def labelled_photos(folder: str | Path, label: str | None = None) -> list[tuple[
     if not items:
         raise ValueError(f"{folder}: no photos found")
     if label is not None:
-        return [(item.path.resolve(), label) for item in items]
+        return [(absolute_path(item.path), label) for item in items]
     # An item's key is its path relative to `folder` (a lone photo's is its own name).
     loose = [item.name for item in items if "/" not in item.key]
     if loose:
@@ -54,7 +54,7 @@ def labelled_photos(folder: str | Path, label: str | None = None) -> list[tuple[
             f"{folder}: photos outside person folders ({loose[0]}); give a label or put each "
             "person's photos in a folder named for them"
         )
-    return [(item.path.resolve(), item.key.split("/")[0]) for item in items]
+    return [(absolute_path(item.path), item.key.split("/")[0]) for item in items]
 
 
 def embed_largest_faces(
@@ -79,7 +79,7 @@ def embed_photos(
     vectors, labels, failures = [], [], []
     for done, (path, label, face) in enumerate(embed_largest_faces(photos, encoder), 1):
         if isinstance(face, str):
-            failures.append((str(path), face))
+            failures.append((path_text(path), face))
         else:
             vectors.append(face.embedding)
             labels.append(label)
@@ -103,17 +103,17 @@ def enrol_folder(
     summary = EnrolSummary()
     for start in range(0, len(photos), BATCH_SIZE):
         batch = photos[start : start + BATCH_SIZE]
-        known = gallery.enrolled(str(path) for path, _ in batch)
-        todo = [(path, name) for path, name in batch if (str(path), name) not in known]
+        known = gallery.enrolled(path_text(path) for path, _ in batch)
+        todo = [(path, name) for path, name in batch if (path_text(path), name) not in known]
         summary.already_enrolled += len(batch) - len(todo)
         faces = list(embed_largest_faces(todo, gallery.encoder))
-        summary.failures += [(str(p), f) for p, _, f in faces if isinstance(f, str)]
+        summary.failures += [(path_text(p), f) for p, _, f in faces if isinstance(f, str)]
         found = [(p, n, f) for p, n, f in faces if not isinstance(f, str)]
         if found:
             gallery.add_embeddings(
                 np.stack([f.embedding for _, _, f in found]),
                 [n for _, n, _ in found],
-                sources=[str(p) for p, _, _ in found],
+                sources=[path_text(p) for p, _, _ in found],
                 boxes=[f.box for _, _, f in found],
             )
         for _, name, _ in found:
