@@ -12,6 +12,7 @@ from facerep.cli.output import (
     Quiet,
     console,
     console_err,
+    format_distance,
     print_json,
     print_table,
     progress_bar,
@@ -53,7 +54,8 @@ def verify(
     answer = "same person" if verdict.same else "different people"
     sign = "<=" if verdict.same else ">"
     console.print(
-        f"{answer} (distance {verdict.distance:.4f} {sign} threshold {verdict.threshold:.4f})"
+        f"{answer} (distance {format_distance(verdict.distance)} {sign} threshold "
+        f"{format_distance(verdict.threshold)})"
     )
 
 
@@ -75,7 +77,7 @@ def search(
         console.print(f"{gallery}: the gallery is empty")
         return
     rows = (
-        (rank, m.label, f"{m.distance:.4f}", _yes_no(m.same), m.id, m.source or "")
+        (rank, m.label, format_distance(m.distance), _yes_no(m.same), m.id, m.source or "")
         for rank, m in enumerate(matches, 1)
     )
     print_table(rows, "rank", "label", "distance", "same person", "id", "source")
@@ -184,7 +186,7 @@ def calibrate(
     for source, reason in failures:
         console_err.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False)
     console.print(
-        f"{chosen.name}: threshold {result.threshold:.4f} (cosine distance) at FAR "
+        f"{chosen.name}: threshold {format_distance(result.threshold)} (cosine distance) at FAR "
         f"{result.far:.2e} (target {far:g}), TAR {result.tar:.4f}; {result.genuine_pairs} "
         f"genuine and {result.impostor_pairs} impostor pairs from {result.faces} faces of "
         f"{result.identities} identities. Stored in {calibration_path(chosen)}."

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from facerep.types import clamp_distance
+
 # soft_wrap: paths and one-line errors must stay on one line, whatever the terminal width.
 console = Console(soft_wrap=True)
 console_err = Console(stderr=True, soft_wrap=True)
@@ -42,6 +44,13 @@ def print_table(rows: Iterable[Iterable[object]], *header: str, title: str | Non
     for row in rows:
         table.add_row(*(str(cell) for cell in row))
     console.print(table)
+
+
+def format_distance(distance: float) -> str:
+    """A cosine distance or threshold for people to read: 4 decimals, or 2 significant digits
+    below 0.001, so a calibrated threshold of 3.6e-05 does not show as 0.0000."""
+    distance = clamp_distance(distance)
+    return f"{distance:.4f}" if distance == 0.0 or distance >= 1e-3 else f"{distance:.2g}"
 
 
 def print_json(data: object) -> None:
