@@ -17,6 +17,7 @@ from facerep.encoders.base import Encoder
 from facerep.faces.find import NoFaceError
 from facerep.images import ImageError
 from facerep.tasks.gallery import Gallery
+from facerep.tasks.labels import check_label
 from facerep.types import Face
 
 # Photos embedded, then committed, together: one gallery transaction per batch.
@@ -40,8 +41,11 @@ def labelled_photos(folder: str | Path, label: str | None = None) -> list[tuple[
 
     Raises:
         ValueError: `folder` does not exist, holds no photos, or (with no label) has photos
-            outside person folders.
+            outside person folders; or a label (`label`, or a person folder's name) is not one
+            a gallery takes. All before any photo is read.
     """
+    if label is not None:
+        check_label(label)
     items, _ = walk_source(folder, layout="flat")
     if not items:
         raise ValueError(f"{folder}: no photos found")
@@ -54,7 +58,10 @@ def labelled_photos(folder: str | Path, label: str | None = None) -> list[tuple[
             f"{folder}: photos outside person folders ({loose[0]}); give a label or put each "
             "person's photos in a folder named for them"
         )
-    return [(absolute_path(item.path), item.key.split("/")[0]) for item in items]
+    photos = [(absolute_path(item.path), item.key.split("/")[0]) for item in items]
+    for name in sorted({name for _, name in photos}):  # before any face is detected
+        check_label(name, f"{path_text(folder)}: the person folder")
+    return photos
 
 
 def embed_largest_faces(

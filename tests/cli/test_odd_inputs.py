@@ -92,3 +92,39 @@ def test_cluster(photos: Path, tmp_path: Path) -> None:
     assert placed[f"s1/{SHOWN}"] == placed["s1/1.pgm"] != placed["s2/wave.gif"]
     linked = out / placed[f"s1/{SHOWN}"] / SHOWN
     assert linked.read_bytes() == (photos / "s1" / ODD).read_bytes()
+
+
+def test_what_is_printed_from_user_data_is_escaped(photos: Path, tmp_path: Path) -> None:
+    # A file name with an ANSI escape and rich markup: printed as written, never interpreted.
+    folder = tmp_path / "odd names"
+    folder.mkdir()
+    (folder / "a\x1b[31m[red].jpg").write_bytes(b"not an image")
+    prepared = facerep("prepare", str(folder), str(tmp_path / "data"))
+    assert prepared.returncode == 1 and "Traceback" not in prepared.stderr, prepared.stderr
+    assert "a\\x1b[31m[red].jpg: not an image" in prepared.stderr
+    assert "\x1b" not in prepared.stderr + prepared.stdout
+    missing = facerep("prepare", str(tmp_path / "[/x]"), str(tmp_path / "data"))
+    assert missing.returncode == 2 and "[/x]: no such folder" in missing.stderr, missing.stderr
+    # A label that is markup (a valid label) lists, searches and removes as written.
+    gallery = str(tmp_path / "g")
+    added = facerep("gallery", "add", gallery, str(photos / "s1"), "--label", "[/x] Zoë")
+    assert added.returncode == 0, added.stderr
+    listed = facerep("gallery", "list", gallery)
+    assert listed.returncode == 0 and "[/x] Zoë" in listed.stdout, listed.stderr
+    removed = facerep("gallery", "remove", gallery, "--label", "[/x] Zoë", "--no-compact")
+    assert removed.returncode == 0 and "removed 3 faces (label '[/x] Zoë')" in removed.stdout
+
+
+@pytest.mark.parametrize(
+    ("label", "shown"),
+    [("\x1b[2Jeve", "'\\x1b[2Jeve'"), ("x" * 100_000, "… (100,000 characters)")],
+)
+def test_a_bad_label_is_refused_in_one_short_line_before_any_work(
+    photos: Path, tmp_path: Path, label: str, shown: str
+) -> None:
+    gallery = tmp_path / "g"
+    result = facerep("gallery", "add", str(gallery), str(photos / "s1"), "--label", label)
+    assert result.returncode == 2 and shown in result.stderr, result.stderr
+    assert len(result.stderr) < 300 and "\x1b" not in result.stderr
+    assert "no control characters" in result.stderr
+    assert not gallery.exists()  # refused before the gallery was made or a face detected
