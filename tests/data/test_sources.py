@@ -131,3 +131,22 @@ def test_links_loops_and_gifs_follow_one_set_of_rules(tmp_path: Path) -> None:
     ]
     lone, _ = walk_source(tmp_path / "ann" / "wave.gif")
     assert [item.key for item in lone] == ["wave.gif"]
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_walked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    touch(tmp_path, "ann/1.jpg", "locked/2.jpg")
+    scandir = os.scandir
+
+    def refuse_locked(path):  # as for a folder of another user's (root reads them all)
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_locked)
+    items, ignored = walk_source(tmp_path)
+    assert [item.key for item in items] == ["ann/1.jpg"]
+    assert [(Path(f.name).name, f.reason) for f in ignored] == [
+        ("locked", "unreadable folder (Permission denied)")
+    ]
