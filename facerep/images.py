@@ -19,8 +19,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # 40 megapixels holds any camera photo of today; a bomb expands a few KB into gigabytes.
 DEFAULT_MAX_PIXELS = 40_000_000
 
+# The one rule for what an image is. Pillow reads many more formats (ICO, PSD, FITS, ...); facerep
+# decodes only photo formats, so every command accepts the same files, and a file's bytes are
+# never handed to a decoder no photo needs. A GIF or APNG gives its first frame.
+# (Pillow's JPEG reader also opens a camera's multi-picture JPEG, MPO.)
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "PPM")
+# The file names a folder walk takes for images: the extensions Pillow registers for exactly
+# those formats (and MPO); PPM covers PGM, PBM, PNM and PFM.
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".pnm", ".bmp", ".webp", ".tif", ".tiff"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".apng", ".gif", ".bmp", ".webp"}
+    | {".tif", ".tiff", ".pgm", ".ppm", ".pbm", ".pnm", ".pfm"}
 )
 
 ImageSource = str | os.PathLike | bytes | np.ndarray | Image.Image
@@ -95,7 +103,7 @@ def decode_image(data: bytes, label: str, *, max_pixels: int = DEFAULT_MAX_PIXEL
         # Pillow's own bomb guard is global state; facerep checks its own limit before decoding.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             _check_pixels(image, label, max_pixels)  # from the header, before decoding
             image.load()
             return _pil_to_rgb(image, label)

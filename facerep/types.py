@@ -67,12 +67,23 @@ class Face:
     embedding: np.ndarray | None = field(default=None, repr=False)
 
 
+# Cosine distance `1 - cos` of unit vectors lies in [0, 2]; float rounding puts it a hair outside
+# (a face against itself gives -3.6e-09), which would print as -0.0000.
+MAX_DISTANCE = 2.0
+
+
+def clamp_distance(distance: float) -> float:
+    """`distance` brought into [0, MAX_DISTANCE] (never -0.0)."""
+    return 0.0 if distance <= 0.0 else min(float(distance), MAX_DISTANCE)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Whether two faces show the same person, with the distance and threshold behind the call.
 
     Attributes:
-        distance: cosine distance `1 - cos` of the two embeddings (0 identical, 2 opposite).
+        distance: cosine distance `1 - cos` of the two embeddings, in [0, 2] (0 identical, 2
+            opposite).
         threshold: the largest distance still called the same person.
         same: `distance <= threshold`.
     """
@@ -84,7 +95,8 @@ class Verdict:
     @classmethod
     def between(cls, a: np.ndarray, b: np.ndarray, threshold: float) -> Verdict:
         """The verdict on two `[D]` unit embeddings (float64, so ties fall the same each time)."""
-        distance = float(1.0 - np.dot(np.asarray(a, np.float64), np.asarray(b, np.float64)))
+        cosine = np.dot(np.asarray(a, np.float64), np.asarray(b, np.float64))
+        distance = clamp_distance(float(1.0 - cosine))
         return cls(distance=distance, threshold=threshold, same=distance <= threshold)
 
 
@@ -95,7 +107,7 @@ class Match:
     Attributes:
         id: the face's gallery id (stable; never reused after removal).
         label: who the gallery says it is.
-        distance: cosine distance to the query face.
+        distance: cosine distance to the query face, in [0, 2].
         source: where the gallery face came from (a path, or what the caller gave).
         box: the face's box in its source photo, when known.
         same: `distance <= threshold` when the gallery's encoder has a threshold, else None.
@@ -107,3 +119,6 @@ class Match:
     source: str | None = None
     box: Box | None = None
     same: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "distance", clamp_distance(self.distance))

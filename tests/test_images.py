@@ -252,6 +252,30 @@ def test_lossy_formats_round_trip_closely(tmp_path, suffix, options):
     assert np.abs(loaded.astype(int) - picture).mean() < 3
 
 
+def test_one_rule_for_what_an_image_is():
+    # The names a folder walk takes are exactly the extensions Pillow gives the formats decoded.
+    registered = Image.registered_extensions()
+    formats = {*images.IMAGE_FORMATS, "MPO"}  # JPEG's reader opens MPO
+    assert {ext for ext, fmt in registered.items() if fmt in formats} == images.IMAGE_SUFFIXES
+    assert images.is_image_path(Path("party/Wave.GIF"))
+
+
+def test_a_gif_is_read_by_its_first_frame_and_a_bomb_gif_refused(tmp_path):
+    frames = [Image.new("RGB", (16, 12), colour) for colour in ((250, 0, 0), (0, 0, 250))]
+    path = tmp_path / "wave.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    loaded = load_image(path)
+    assert_rgb(loaded, 12, 16)
+    assert loaded[0, 0, 0] > 200 and loaded[0, 0, 2] < 50
+    big = save(Image.new("P", (3000, 3000)), tmp_path / "big.gif")
+    assert_image_error(image_error(big, max_pixels=10**6), big, "refused", "exceeds the limit")
+
+
+def test_formats_no_photo_comes_in_are_not_decoded(tmp_path):
+    icon = save(Image.new("RGB", (16, 16), (9, 9, 9)), tmp_path / "icon.ico")
+    assert_image_error(image_error(icon), icon, "corrupt", "unrecognised format")
+
+
 def test_pgm_greyscale_becomes_three_equal_channels(tmp_path):
     grey = gradient()[:, :, 0]
     path = save(Image.fromarray(grey), tmp_path / "face.pgm")

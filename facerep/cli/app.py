@@ -23,7 +23,7 @@ from facerep.cli import (
     pretrain_command,
     serve_command,
 )
-from facerep.cli.output import UsageError, console_err
+from facerep.cli.output import UsageError, console_err, escape
 
 app = typer.Typer(
     name="facerep",
@@ -45,9 +45,10 @@ def main() -> None:
     try:
         app()
     except UsageError as e:
-        console_err.print(f"[red]error:[/red] {e}", highlight=False)
+        console_err.print(f"[red]error:[/red] {escape(e)}", highlight=False)
         sys.exit(2)
     except OSError as e:  # an unwritable --out, a full disk: the user's to fix, not a bug
         where = f"{e.filename}: " if e.filename else ""
-        console_err.print(f"[red]error:[/red] {where}{e.strerror or e}", highlight=False)
+        message = escape(f"{where}{e.strerror or e}")
+        console_err.print(f"[red]error:[/red] {message}", highlight=False)
         sys.exit(2)

@@ -13,6 +13,7 @@ from facerep.cli.output import (
     UsageError,
     console,
     console_err,
+    escape,
     print_json,
     print_table,
     progress_bar,
@@ -113,7 +114,7 @@ def _show_summary(summary: PrepareSummary, quiet: bool, json: bool) -> None:
         )
         return
     for error in summary.errors:
-        console_err.print(f"[yellow]skipped[/yellow] {error}", highlight=False)
+        console_err.print(f"[yellow]skipped[/yellow] {escape(error)}", highlight=False)
     if quiet:
         return
     done = ", ".join(f"{n} {status}" for status, n in sorted(summary.outcomes.items()))
@@ -122,7 +123,7 @@ def _show_summary(summary: PrepareSummary, quiet: bool, json: bool) -> None:
         f"{done or 'nothing new'}; +{summary.faces_added} faces, {summary.total_faces} in all."
     )
     if summary.failed:
-        console.print(f"{summary.failed} images gave no face: see {summary.report}")
+        console.print(f"{summary.failed} images gave no face: see {escape(summary.report)}")
 
 
 def info(

@@ -13,6 +13,7 @@ from facerep.cli.output import (
     UsageError,
     console,
     console_err,
+    escape,
     print_json,
     print_table,
     user_errors,
@@ -106,7 +107,7 @@ def eval_command(
 
 
 def _say_evaluating(name: str) -> None:
-    console_err.print(f"evaluating {name}", highlight=False)
+    console_err.print(f"evaluating {escape(name)}", highlight=False)
 
 
 def _show(
@@ -123,7 +124,7 @@ def _show(
     elif not quiet:
         header, rows = table
         print_table(rows, *header, title=title)
-        console.print(f"report: {written}")
+        console.print(f"report: {escape(written)}")
 
 
 def _variants(names: list[str], whiten: WhitenMode, pools: list[int], flip: bool):

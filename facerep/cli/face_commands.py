@@ -12,6 +12,8 @@ from facerep.cli.output import (
     Quiet,
     console,
     console_err,
+    escape,
+    format_distance,
     print_json,
     print_table,
     progress_bar,
@@ -53,7 +55,8 @@ def verify(
     answer = "same person" if verdict.same else "different people"
     sign = "<=" if verdict.same else ">"
     console.print(
-        f"{answer} (distance {verdict.distance:.4f} {sign} threshold {verdict.threshold:.4f})"
+        f"{answer} (distance {format_distance(verdict.distance)} {sign} threshold "
+        f"{format_distance(verdict.threshold)})"
     )
 
 
@@ -72,10 +75,10 @@ def search(
         print_json([_match_dict(match) for match in matches])
         return
     if not matches:
-        console.print(f"{gallery}: the gallery is empty")
+        console.print(f"{escape(gallery)}: the gallery is empty")
         return
     rows = (
-        (rank, m.label, f"{m.distance:.4f}", _yes_no(m.same), m.id, m.source or "")
+        (rank, m.label, format_distance(m.distance), _yes_no(m.same), m.id, m.source or "")
         for rank, m in enumerate(matches, 1)
     )
     print_table(rows, "rank", "label", "distance", "same person", "id", "source")
@@ -136,7 +139,7 @@ def cluster(
         console.print(
             f"{len(clustering.faces)} faces: {len(sizes)} people, "
             f"{len(clustering.unmatched())} unmatched; {len(clustering.failures)} photos without "
-            f"a face (see {out / 'failures.csv'}). Written to {out}."
+            f"a face (see {escape(out / 'failures.csv')}). Written to {escape(out)}."
         )
 
 
@@ -183,12 +186,14 @@ def calibrate(
         print_json({**vars(result), "stored": str(calibration_path(chosen))})
         return
     for source, reason in failures:
-        console_err.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False)
+        skipped = escape(f"{source}: {reason}")
+        console_err.print(f"[yellow]skipped[/yellow] {skipped}", highlight=False)
+    threshold = format_distance(result.threshold)
     console.print(
-        f"{chosen.name}: threshold {result.threshold:.4f} (cosine distance) at FAR "
+        f"{escape(chosen.name)}: threshold {threshold} (cosine distance) at FAR "
         f"{result.far:.2e} (target {far:g}), TAR {result.tar:.4f}; {result.genuine_pairs} "
         f"genuine and {result.impostor_pairs} impostor pairs from {result.faces} faces of "
-        f"{result.identities} identities. Stored in {calibration_path(chosen)}."
+        f"{result.identities} identities. Stored in {escape(calibration_path(chosen))}."
     )
 
 

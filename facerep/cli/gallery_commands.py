@@ -13,6 +13,7 @@ from facerep.cli.output import (
     UsageError,
     console,
     console_err,
+    escape,
     print_json,
     print_table,
     progress_bar,
@@ -59,9 +60,11 @@ def add(
     when some photos gave no face or could not be read (they are listed; the rest are added).
     """
     from facerep.tasks.enrol import enrol_folder
+    from facerep.tasks.labels import check_label
 
-    if label is not None and not label.strip():
-        raise UsageError("--label must not be empty")
+    if label is not None:
+        with user_errors():
+            check_label(label, "--label")  # before the gallery is made or a photo read
     with (
         user_errors(),
         progress_bar("enrol", quiet or json) as on_progress,
@@ -81,12 +84,13 @@ def add(
         )
     else:
         for source, reason in summary.failures:
-            console_err.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False)
+            skipped = escape(f"{source}: {reason}")
+            console_err.print(f"[yellow]skipped[/yellow] {skipped}", highlight=False)
         if not quiet:
             console.print(
                 f"added {summary.added} faces of {len(summary.labels)} people "
                 f"({summary.already_enrolled} already enrolled, {len(summary.failures)} "
-                f"skipped); {gallery} holds {total} faces."
+                f"skipped); {escape(gallery)} holds {total} faces."
             )
     if summary.failures:
         raise typer.Exit(1)
@@ -110,7 +114,7 @@ def remove(
         removed = opened.remove(label if label is not None else face_id)
         if compact:
             opened.compact()
-    target = f"label {label!r}" if label is not None else f"id {face_id}"
+    target = escape(f"label {label!r}" if label is not None else f"id {face_id}")
     if json:
         print_json({"removed": removed, "compacted": compact})
     elif removed:
@@ -126,7 +130,7 @@ def compact(gallery: GalleryArgument) -> None:
     """Erase removed faces from disk: rebuild the index and vacuum the database."""
     with user_errors(), _open(gallery) as opened:
         opened.compact()
-    console.print(f"{gallery}: compacted")
+    console.print(f"{escape(gallery)}: compacted")
 
 
 @gallery_app.command("list")

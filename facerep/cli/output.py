@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from facerep.types import clamp_distance
 
 # soft_wrap: paths and one-line errors must stay on one line, whatever the terminal width.
 console = Console(soft_wrap=True)
@@ -36,12 +40,41 @@ def user_errors() -> Iterator[None]:
         raise UsageError(str(e)) from None
 
 
+def escape(value: object) -> str:
+    """Text from the user's data (a label, a file name, a message naming one) made safe to
+    print through rich: every control or format character (Unicode category C: ANSI escapes,
+    line breaks, bidi overrides) and every byte of a name that is not UTF-8 is written as an
+    escape (`\\x1b`, `\\u202e`, `\\xff`), and rich markup (`[red]`) prints as written.
+    """
+    text = "".join(
+        _escaped(c) if unicodedata.category(c)[0] == "C" else c for c in str(value)
+    )
+    return escape_markup(text)
+
+
+def _escaped(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # a file name's byte that is not UTF-8 (PEP 383)
+        code -= 0xDC00
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def print_table(rows: Iterable[Iterable[object]], *header: str, title: str | None = None) -> None:
-    """Rows as a rich table on stdout; with no header, a two-column key / value table."""
-    table = Table(*header, title=title, show_header=bool(header))
+    """Rows as a rich table on stdout; with no header, a two-column key / value table. Cells
+    and title are printed as text (`escape`), never as markup or terminal control codes."""
+    table = Table(*header, title=None if title is None else escape(title), show_header=bool(header))
     for row in rows:
-        table.add_row(*(str(cell) for cell in row))
+        table.add_row(*(escape(cell) for cell in row))
     console.print(table)
+
+
+def format_distance(distance: float) -> str:
+    """A cosine distance or threshold for people to read: 4 decimals, or 2 significant digits
+    below 0.001, so a calibrated threshold of 3.6e-05 does not show as 0.0000."""
+    distance = clamp_distance(distance)
+    return f"{distance:.4f}" if distance == 0.0 or distance >= 1e-3 else f"{distance:.2g}"
 
 
 def print_json(data: object) -> None:

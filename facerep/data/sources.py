@@ -7,12 +7,24 @@ Layouts, as face datasets ship them:
 `auto` recognises them from the folder tree. A folder of more than `MAX_IMAGES_PER_IDENTITY`
 images is taken for a part of an unlabeled corpus, not for one person (the largest identities of
 VGGFace2 and CASIA-WebFace hold under 1,000 images), so such trees are read as flat.
+
+Every command that reads a folder of photos walks it here, by one set of rules:
+- a file is taken for an image by its name (`is_image_path`); any other file is ignored, with
+  that reason. A file given on its own is read whatever its name, as `verify` reads one;
+- hidden files and folders are skipped; links to folders are followed, except a link back to a
+  folder above it (a loop), which is ignored with that reason; a folder that cannot be listed is
+  ignored with the OS's reason; a file that cannot be read (a link loop, a dangling link, no
+  permission) is still an item, so the command that reads it reports it as unreadable;
+- names are text (`path_text`): a byte of a file name that is not UTF-8 is written `\\xNN`, so
+  the name can be stored, printed and written to CSV, while `SourceItem.path` still opens it.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,9 +42,39 @@ SPLIT_NAMES = frozenset(
 )
 
 
+# A file name byte that is not UTF-8 is held by Python as a lone surrogate (PEP 383).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def path_text(path: str | os.PathLike) -> str:
+    """`path` as text that UTF-8 databases, CSV files and terminals take.
+
+    A byte of a file name that is not UTF-8 (Python's surrogate escape `\\udcff`) is written
+    `\\xff`, as `ls -b` shows it; every other character is kept, so valid names do not change.
+    """
+    return _SURROGATE.sub(_escape_surrogate, os.fspath(path))
+
+
+def _escape_surrogate(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def absolute_path(path: Path) -> Path:
+    """`path` made absolute, its links resolved where they resolve: a link loop is kept as it is
+    (it is then reported as unreadable by whatever reads it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 on a link loop
+        return path.absolute()
+
+
 @dataclass(frozen=True)
 class SourceItem:
-    """One input to ingest: a file on disk, or an in-memory image from a built-in sample."""
+    """One input to ingest: a file on disk, or an in-memory image from a built-in sample.
+
+    `name`, `key`, `identity` and `split` are text (`path_text`); `path` is the file itself.
+    """
 
     name: str
     identity: str | None = None
@@ -70,9 +112,9 @@ def walk_source(
         return builtin_items(str(source).removeprefix("builtin:")), []
     root = Path(source)
     if root.is_file():
-        return [SourceItem(name=str(root), path=root, key=root.name)], []
+        return [SourceItem(name=path_text(root), path=root, key=path_text(root.name))], []
     if not root.is_dir():
-        raise ValueError(f"{source}: no such folder or file")
+        raise ValueError(f"{path_text(source)}: no such folder or file")
     images, ignored = _list_files(root)
     resolved = _resolve_layout(root, images, layout)
     items = [_item(root, path, resolved) for path in images]
@@ -86,22 +128,55 @@ def walk_source(
 
 
 def _list_files(root: Path) -> tuple[list[Path], list[IgnoredFile]]:
-    images, ignored = [], []
-    for path in sorted(_walk(root)):
+    files, ignored = [], []
+    _walk(root, {_folder_id(root)}, files, ignored)
+    images = []
+    for path in sorted(files):
         if is_image_path(path):
             images.append(path)
         else:
-            ignored.append(IgnoredFile(str(path), "not an image file name"))
-    return images, ignored
+            ignored.append(IgnoredFile(path_text(path), "not an image file name"))
+    return images, sorted(ignored, key=lambda f: f.name)
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    # Hidden files and folders (.DS_Store, ._x.jpg, .git) are OS or tool droppings, not photos.
-    for path in root.rglob("*"):
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
+def _walk(folder: Path, above: set, files: list[Path], ignored: list[IgnoredFile]) -> None:
+    """Add the files under `folder` to `files`, and what cannot be walked to `ignored`.
+
+    `above` holds the folders being walked (device, inode), so a link back to one is a loop.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as e:
+        ignored.append(IgnoredFile(path_text(folder), f"unreadable folder ({e.strerror or e})"))
+        return
+    for entry in entries:
+        # Hidden files and folders (.DS_Store, ._x.jpg, .git) are OS or tool droppings.
+        if entry.name.startswith("."):
             continue
-        if not path.is_dir():
-            yield path
+        path = Path(entry.path)
+        if not _is_folder(entry):
+            files.append(path)
+            continue
+        here = _folder_id(path)
+        if here in above:
+            ignored.append(IgnoredFile(path_text(path), "link to a folder above it (a loop)"))
+            continue
+        _walk(path, above | {here}, files, ignored)
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows links; a dangling link is a file (that cannot be read)
+    except OSError:  # a link loop, or a link the OS will not stat: a file that cannot be read
+        return False
+
+
+def _folder_id(folder: Path) -> tuple[int, int]:
+    try:
+        stat = folder.stat()
+    except OSError:
+        return (-1, hash(folder))
+    return stat.st_dev, stat.st_ino
 
 
 def _resolve_layout(root: Path, images: list[Path], layout: Layout) -> Layout:
@@ -126,9 +201,10 @@ def _resolve_layout(root: Path, images: list[Path], layout: Layout) -> Layout:
 
 def _item(root: Path, path: Path, layout: Layout) -> SourceItem:
     relative = path.relative_to(root)
-    parts, key = relative.parts, relative.as_posix()
+    parts, key, name = [path_text(p) for p in relative.parts], path_text(relative), path_text(path)
+    key = key.replace(os.sep, "/")
     if layout == "split":
-        return SourceItem(str(path), identity=parts[1], split=parts[0], path=path, key=key)
+        return SourceItem(name, identity=parts[1], split=parts[0], path=path, key=key)
     if layout == "identity":
-        return SourceItem(str(path), identity=parts[0], path=path, key=key)
-    return SourceItem(str(path), path=path, key=key)
+        return SourceItem(name, identity=parts[0], path=path, key=key)
+    return SourceItem(name, path=path, key=key)

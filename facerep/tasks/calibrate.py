@@ -20,6 +20,7 @@ import numpy as np
 from facerep.encoders.base import Encoder, RunBacked
 from facerep.encoders.calibration import Calibration, save_calibration
 from facerep.runs import read_run_config
+from facerep.types import MAX_DISTANCE
 
 # Above this many faces, a seeded sample keeps the all-pairs distance matrix in memory
 # (4,000 faces: 8 million pairs, 64 MB).
@@ -88,7 +89,7 @@ def _pair_distances(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cosine distances of all genuine and all impostor pairs (each unordered pair once)."""
     vectors = embeddings.astype(np.float64)
-    distances = 1.0 - vectors @ vectors.T
+    distances = np.clip(1.0 - vectors @ vectors.T, 0.0, MAX_DISTANCE)  # as verify measures
     left, right = np.triu_indices(len(vectors), k=1)
     same = identities[left] == identities[right]
     pairs = distances[left, right]

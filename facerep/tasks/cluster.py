@@ -42,6 +42,8 @@ class ClusteredFace:
     face_index: int  # 0 is the largest face of its photo
     box: Box
     cluster: int  # 0 is the largest group; UNMATCHED (-1) for a face that matches nobody
+    # The photo file; `source` is its name as text (`path_text`), which may not open it.
+    path: Path | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -94,14 +96,14 @@ def cluster_photos(
             if not found:
                 failures.append((name, "no face found"))
         for index, face in enumerate(found):
-            faces.append((name, index, face.box))
+            faces.append((name, index, face.box, photo))
             vectors.append(face.embedding)
         if on_progress is not None:
             on_progress(done, len(photos))
     labels = _person_labels(np.array(vectors).reshape(len(vectors), -1), threshold)
     clustered = [
-        ClusteredFace(name, index, box, int(label))
-        for (name, index, box), label in zip(faces, labels, strict=True)
+        ClusteredFace(name, index, box, int(label), photo if isinstance(photo, Path) else None)
+        for (name, index, box, photo), label in zip(faces, labels, strict=True)
     ]
     return Clustering(clustered, threshold, failures)
 
@@ -177,7 +179,7 @@ def _place_photos(clustering: Clustering, root: Path, mode: LinkMode) -> list[li
         if key not in placed:
             folder.mkdir(exist_ok=True)
             placed[key] = _unique_name(folder, Path(face.source).name)
-            _place(Path(face.source), folder / placed[key], mode)
+            _place(face.path or Path(face.source), folder / placed[key], mode)
         rows.append(
             [
                 face.source,

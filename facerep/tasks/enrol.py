@@ -12,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from facerep.data.sources import walk_source
+from facerep.data.sources import absolute_path, path_text, walk_source
 from facerep.encoders.base import Encoder
 from facerep.encoders.photos import largest_face
 from facerep.faces.find import NoFaceError
 from facerep.images import ImageError
 from facerep.tasks.gallery import Gallery
+from facerep.tasks.labels import check_label
 from facerep.types import Face
 
 # Photos embedded, then committed, together: one gallery transaction per batch.
@@ -41,13 +42,16 @@ def labelled_photos(folder: str | Path, label: str | None = None) -> list[tuple[
 
     Raises:
         ValueError: `folder` does not exist, holds no photos, or (with no label) has photos
-            outside person folders.
+            outside person folders; or a label (`label`, or a person folder's name) is not one
+            a gallery takes. All before any photo is read.
     """
+    if label is not None:
+        check_label(label)
     items, _ = walk_source(folder, layout="flat")
     if not items:
         raise ValueError(f"{folder}: no photos found")
     if label is not None:
-        return [(item.path.resolve(), label) for item in items]
+        return [(absolute_path(item.path), label) for item in items]
     # An item's key is its path relative to `folder` (a lone photo's is its own name).
     loose = [item.name for item in items if "/" not in item.key]
     if loose:
@@ -55,7 +59,10 @@ def labelled_photos(folder: str | Path, label: str | None = None) -> list[tuple[
             f"{folder}: photos outside person folders ({loose[0]}); give a label or put each "
             "person's photos in a folder named for them"
         )
-    return [(item.path.resolve(), item.key.split("/")[0]) for item in items]
+    photos = [(absolute_path(item.path), item.key.split("/")[0]) for item in items]
+    for name in sorted({name for _, name in photos}):  # before any face is detected
+        check_label(name, f"{path_text(folder)}: the person folder")
+    return photos
 
 
 def embed_largest_faces(
@@ -78,7 +85,7 @@ def embed_photos(
     vectors, labels, failures = [], [], []
     for done, (path, label, face) in enumerate(embed_largest_faces(photos, encoder), 1):
         if isinstance(face, str):
-            failures.append((str(path), face))
+            failures.append((path_text(path), face))
         else:
             vectors.append(face.embedding)
             labels.append(label)
@@ -102,17 +109,17 @@ def enrol_folder(
     summary = EnrolSummary()
     for start in range(0, len(photos), BATCH_SIZE):
         batch = photos[start : start + BATCH_SIZE]
-        known = gallery.enrolled(str(path) for path, _ in batch)
-        todo = [(path, name) for path, name in batch if (str(path), name) not in known]
+        known = gallery.enrolled(path_text(path) for path, _ in batch)
+        todo = [(path, name) for path, name in batch if (path_text(path), name) not in known]
         summary.already_enrolled += len(batch) - len(todo)
         faces = list(embed_largest_faces(todo, gallery.encoder))
-        summary.failures += [(str(p), f) for p, _, f in faces if isinstance(f, str)]
+        summary.failures += [(path_text(p), f) for p, _, f in faces if isinstance(f, str)]
         found = [(p, n, f) for p, n, f in faces if not isinstance(f, str)]
         if found:
             gallery.add_embeddings(
                 np.stack([f.embedding for _, _, f in found]),
                 [n for _, n, _ in found],
-                sources=[str(p) for p, _, _ in found],
+                sources=[path_text(p) for p, _, _ in found],
                 boxes=[f.box for _, _, f in found],
             )
         for _, name, _ in found:

@@ -45,7 +45,9 @@ FORMAT_VERSION = 1
 RESAVE_FRACTION = 0.01
 # A label names a person, not a document: one line of at most this many characters.
 MAX_LABEL = 200
-LABEL_RULE = f"must be 1-{MAX_LABEL} characters on one line, not only spaces"
+LABEL_RULE = (
+    f"must be 1-{MAX_LABEL} characters on one line, not only spaces, with no control characters"
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,11 +72,15 @@ _IN_LIST = "(SELECT value FROM json_each(?))"
 
 def is_valid_label(label: object) -> bool:
     """Whether `label` can name a person in a gallery (see `LABEL_RULE`)."""
+    import unicodedata
+
+    # Unicode category C: controls (ANSI escapes, tabs, line breaks), format characters (bidi
+    # overrides that reorder a printed line), surrogates (undecodable bytes), unassigned.
     return (
         isinstance(label, str)
         and bool(label.strip())
         and len(label) <= MAX_LABEL
-        and not any(c in label for c in "\r\n\0")
+        and not any(unicodedata.category(c)[0] == "C" for c in label)
     )
 
 

@@ -39,6 +39,15 @@ def test_verify_json_and_text(photos: Path) -> None:
     assert other.returncode == 0 and other.stdout.startswith("different people (distance")
 
 
+def test_verify_prints_distances_in_0_to_2_and_small_thresholds_readably(photos: Path) -> None:
+    photo = str(photos / "s1" / "1.pgm")
+    itself = facerep("verify", photo, photo, "--json")
+    assert itself.returncode == 0, itself.stderr
+    assert json.loads(itself.stdout)["distance"] == 0.0  # 1 - cos rounds to -3.6e-09
+    strict = facerep("verify", photo, photo, "--threshold", "3.6e-05")
+    assert strict.stdout.strip() == "same person (distance 0.0000 <= threshold 3.6e-05)"
+
+
 def test_verify_errors_are_one_line(photos: Path, tmp_path: Path) -> None:
     wall = facerep("verify", str(photos / "s6" / "wall.png"), str(photos / "s1" / "1.pgm"))
     assert wall.returncode == 2 and wall.stderr.strip().endswith("wall.png: no face found")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from facerep.data.sources import walk_source
+from facerep.data.sources import path_text, walk_source
 from facerep.images import load_image
 
 
@@ -99,3 +100,53 @@ def test_folders_too_big_for_one_person_are_read_as_flat(tmp_path: Path) -> None
     assert all(item.identity is None for item in items)
     forced, _ = walk_source(tmp_path, layout="identity")
     assert {item.identity for item in forced} == {"celeba", "utk"}
+
+
+def test_a_name_that_is_not_utf8_is_text_for_storing_and_the_path_for_reading(
+    tmp_path: Path,
+) -> None:
+    # Python holds the byte 0xff of a Latin-1 name as the surrogate escape \udcff (PEP 383).
+    folder, photo = os.fsdecode(b"Jos\xe9"), os.fsdecode(b"x\xff.jpg")
+    touch(tmp_path, f"{folder}/{photo}", f"{folder}/1.jpg")
+    items, _ = walk_source(tmp_path)
+    odd = next(item for item in items if item.path.name == photo)
+    assert odd.key == "Jos\\xe9/x\\xff.jpg" and odd.identity == "Jos\\xe9"
+    assert odd.name == str(tmp_path / "Jos\\xe9" / "x\\xff.jpg")
+    odd.name.encode("utf-8")  # what a database or CSV file takes
+    assert odd.path.read_bytes() == b"x"
+    assert path_text("plain/ünïcode.jpg") == "plain/ünïcode.jpg"
+
+
+def test_links_loops_and_gifs_follow_one_set_of_rules(tmp_path: Path) -> None:
+    touch(tmp_path, "ann/1.jpg", "ann/wave.gif", "elsewhere/bob/2.png")
+    (tmp_path / "ann" / "loop.jpg").symlink_to("loop.jpg")  # a link to itself
+    (tmp_path / "ann" / "up").symlink_to("..")  # a folder link back above itself
+    (tmp_path / "bob").symlink_to(tmp_path / "elsewhere" / "bob")  # a linked person folder
+    items, ignored = walk_source(tmp_path / "ann" / "..", layout="identity")
+    assert sorted(item.key for item in items) == [
+        "ann/1.jpg", "ann/loop.jpg", "ann/wave.gif", "bob/2.png", "elsewhere/bob/2.png"
+    ]
+    assert [(Path(f.name).name, f.reason) for f in ignored] == [
+        ("up", "link to a folder above it (a loop)")
+    ]
+    lone, _ = walk_source(tmp_path / "ann" / "wave.gif")
+    assert [item.key for item in lone] == ["wave.gif"]
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_walked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    touch(tmp_path, "ann/1.jpg", "locked/2.jpg")
+    scandir = os.scandir
+
+    def refuse_locked(path):  # as for a folder of another user's (root reads them all)
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_locked)
+    items, ignored = walk_source(tmp_path)
+    assert [item.key for item in items] == ["ann/1.jpg"]
+    assert [(Path(f.name).name, f.reason) for f in ignored] == [
+        ("locked", "unreadable folder (Permission denied)")
+    ]

@@ -280,7 +280,9 @@ def test_search_needs_a_face_and_k_in_range(client: TestClient, orl) -> None:
     assert len(search(client, "krange", orl(5, 2), k=100).json()["matches"]) == 1
 
 
-@pytest.mark.parametrize("label", ["", "   ", "two\nlines", "cr\r", "nul\0", "x" * 201])
+@pytest.mark.parametrize(
+    "label", ["", "   ", "two\nlines", "cr\r", "nul\0", "x" * 201, "red\x1b[31m", "tab\there"]
+)
 def test_labels_must_name_someone(client: TestClient, orl, label: str) -> None:
     answer = add(client, "labels", orl(1, 1), label)
     assert answer.status_code == 422 and error_of(answer) == "invalid_request"
