@@ -22,7 +22,13 @@ from facerep.service.admission import InFlightLimitMiddleware
 from facerep.service.errors import CatchAllMiddleware, install_error_handlers
 from facerep.service.face_service import FaceService
 from facerep.service.metrics import Metrics, MetricsMiddleware
-from facerep.service.settings import ServiceSettings, check_host, check_settings
+from facerep.service.settings import (
+    ServiceSettings,
+    check_encoder,
+    check_host,
+    check_settings,
+    make_gallery_dir,
+)
 from facerep.service.uploads import UploadLimitMiddleware
 
 DESCRIPTION = """Face embedding, verification and gallery search over HTTP.
@@ -101,5 +107,7 @@ def serve(
     check_host(settings, host)
     # Loaded here, so a bad --encoder is a one-line error instead of a failed startup.
     settings = replace(settings, encoder=resolve_encoder(settings.encoder))
+    check_encoder(settings.encoder)
+    make_gallery_dir(settings)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     uvicorn.run(_build_app(settings), host=host, port=port, log_level=log_level)

@@ -6,9 +6,13 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facerep.api import EncoderLike
 from facerep.images import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from facerep.encoders.base import Encoder
 
 TOKEN_ENV = "FACEREP_TOKEN"
 MEGABYTE = 1024 * 1024
@@ -66,8 +70,36 @@ def check_settings(settings: ServiceSettings) -> None:
             f"writes are enabled but no token is set: set {TOKEN_ENV} or pass --token-file, "
             "or pass --read-only (or --insecure-local on a loopback --host)"
         )
-    if settings.read_only and not settings.gallery_dir.is_dir():
-        raise ValueError(f"{settings.gallery_dir}: no such folder (--read-only creates nothing)")
+    folder = Path(settings.gallery_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder (--gallery-dir holds one folder per gallery)")
+    if settings.read_only and not folder.is_dir():
+        raise ValueError(f"{folder}: no such folder (--read-only creates nothing)")
+
+
+def make_gallery_dir(settings: ServiceSettings) -> None:
+    """Create the gallery folder (unless read-only), or raise ValueError (one line) why not."""
+    if settings.read_only:
+        return
+    try:
+        Path(settings.gallery_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(
+            f"{settings.gallery_dir}: cannot create the gallery folder ({e.strerror})"
+        ) from None
+
+
+def check_encoder(encoder: Encoder) -> None:
+    """Refuse an estimator that was never fitted (eigenfaces): it cannot embed a face.
+
+    scikit-learn's rule: an object with `fit` is fitted once it has attributes ending in `_`.
+    """
+    fitted = any(key.endswith("_") and not key.startswith("_") for key in vars(encoder))
+    if callable(getattr(encoder, "fit", None)) and not fitted:
+        raise ValueError(
+            f"--encoder {encoder.name}: this encoder must be fitted on training faces before "
+            "it can embed, and serve does not fit it; use dlib or a facerep run folder"
+        )
 
 
 def check_host(settings: ServiceSettings, host: str) -> None:

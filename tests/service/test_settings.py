@@ -113,3 +113,29 @@ def test_cli_refuses_to_start_unsafe(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = serve("--gallery-dir", folder, "--token-file", str(tmp_path / "nope"))
     assert result.returncode == 2 and "cannot read the token file" in result.stderr
     assert not (tmp_path / "g").exists()
+
+
+def test_cli_refuses_a_gallery_dir_that_is_a_file(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"not a folder")
+    refusals = [
+        (serve("--gallery-dir", str(photo), "--read-only"), f"{photo}: not a folder"),
+        (serve("--gallery-dir", str(photo), "--insecure-local"), f"{photo}: not a folder"),
+        (
+            serve("--gallery-dir", str(photo / "g"), "--insecure-local"),
+            f"{photo / 'g'}: cannot create the gallery folder (Not a directory)",
+        ),
+    ]
+    for result, message in refusals:
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith(f"error: {message}"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert photo.read_bytes() == b"not a folder"
+
+
+def test_cli_refuses_an_unfitted_encoder(tmp_path: Path) -> None:
+    result = serve("--gallery-dir", str(tmp_path / "g"), "--insecure-local", "--encoder", "pca")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: --encoder pca: this encoder must be fitted")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "g").exists()
