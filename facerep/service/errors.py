@@ -7,6 +7,8 @@ Status codes:
 - 404 `not_found`, `gallery_not_found`, `face_not_found`.
 - 405 `method_not_allowed`.
 - 409 `gallery_conflict`: the gallery holds another encoder's embeddings.
+- 408 `request_timeout`: the request's headers or body did not arrive within `--header-timeout`
+  or `--body-timeout`; the connection is closed.
 - 413 `too_large`: the request body is over `--max-upload-mb`.
 - 422 `invalid_request` (missing or out-of-range fields, a bad gallery name), `invalid_image`
   (not an image, truncated or corrupt), `image_refused` (over `--max-pixels`: a likely

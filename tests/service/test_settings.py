@@ -48,6 +48,9 @@ def test_loopback_addresses() -> None:
         (dict(token="t", max_pixels=0), "^the upload and pixel limits must be positive$"),
         (dict(token="t", max_in_flight=0), "^the limit of requests in flight must be at least 1$"),
         (dict(read_only=True, gallery_dir="missing"), r"/missing: no such folder \(--read-only"),
+        (dict(token="t", body_timeout=0.0), "^the header and body timeouts must be positive$"),
+        (dict(token="t", header_timeout=-1.0), "^the header and body timeouts must be positive$"),
+        (dict(token="t", max_client_connections=-1), "^the limit of connections per client"),
     ],
     ids=[
         "blank-token",
@@ -58,6 +61,9 @@ def test_loopback_addresses() -> None:
         "pixels",
         "in-flight",
         "read-only-no-folder",
+        "body-timeout",
+        "header-timeout",
+        "client-connections",
     ],
 )
 def test_other_bad_settings(tmp_path: Path, bad: dict, match: str) -> None:
