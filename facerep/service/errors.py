@@ -1,7 +1,9 @@
 """Every error the service answers is JSON: `{"error": {"code": "...", "message": "..."}}`.
 
 Status codes:
-- 400 `bad_request`: a body that cannot be parsed (broken multipart).
+- 400 `bad_request`: a body that cannot be parsed (broken multipart), or a request line or
+  header that is not valid HTTP (a malformed Content-Length), answered by the connection
+  itself before the app runs (`facerep.service.protocol`).
 - 401 `unauthorized`: a write without the bearer token, or with a wrong one.
 - 403 `read_only`: a write to a server started with `--read-only`.
 - 404 `not_found`, `gallery_not_found`, `face_not_found`.

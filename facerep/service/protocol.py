@@ -1,4 +1,4 @@
-"""The HTTP/1.1 connection: uvicorn's h11 protocol, with a deadline for the request's headers.
+"""The HTTP/1.1 connection: uvicorn's h11 protocol, with a deadline for headers and JSON errors.
 
 uvicorn (h11) sets no deadline for a client to send a request: a connection that sends
 nothing, or half its headers, stays open for as long as the client likes (only the keep-alive
@@ -9,6 +9,11 @@ timeout between two requests closes anything). This protocol adds, per connectio
   deadline is the app's: `facerep.service.uploads`.)
 - a cap of `max_client_connections` open connections per client address (0: none); more are
   closed as they open, unanswered, so one address cannot hold every socket.
+- JSON for the requests h11 refuses before the app runs (a malformed Content-Length, a bad
+  request or header line, a head still incomplete past h11's 16 KB): 400 `bad_request`, like
+  every other error. What uvicorn would still answer in plain text cannot happen here: its 500
+  for an app that sent no response (the catch-all always answers) and its 503 for
+  `limit_concurrency` (not set).
 
 Built for one server by `protocol_for(settings)`, passed to uvicorn as `http=`; it replaces
 uvicorn's choice between h11 and httptools (h11 always).
@@ -28,6 +33,12 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from facerep.service.settings import ServiceSettings
 
 log = logging.getLogger("facerep.service")
+
+BAD_REQUEST = (
+    "the request line or headers are not valid HTTP/1.1 (a malformed Content-Length or "
+    "header line, say)"
+)
+
 
 def protocol_for(settings: ServiceSettings) -> type[H11Protocol]:
     """The protocol class for one server: its limits, and a connection count of its own."""
@@ -52,7 +63,7 @@ def json_error(status: int, code: str, message: str) -> tuple[list[tuple[bytes, 
 
 
 class GuardedH11Protocol(H11Protocol):
-    """H11Protocol with a header deadline and a per-address connection cap."""
+    """H11Protocol with a header deadline, a per-address connection cap and JSON 400s."""
 
     header_timeout: ClassVar[float] = ServiceSettings.header_timeout
     max_client_connections: ClassVar[int] = ServiceSettings.max_client_connections
@@ -95,6 +106,14 @@ class GuardedH11Protocol(H11Protocol):
             self._stop_head_timer()
         elif self.conn.trailing_data[0] and self._head_timer is None:
             self._start_head_timer()  # a new request has begun on a kept-alive connection
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to what h11 refuses, as the JSON error every answer uses."""
+        headers, body = json_error(400, "bad_request", BAD_REQUEST)
+        response = h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+        for event in (response, h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def _start_head_timer(self) -> None:
         self._stop_head_timer()
