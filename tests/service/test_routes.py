@@ -127,6 +127,20 @@ def test_verify_same_and_different_people(client: TestClient, orl) -> None:
     assert verify(orl(1, 1), orl(2, 1), threshold="1.5")["same"] is True
 
 
+def test_verify_threshold_null_means_the_encoders_own(client: TestClient, orl) -> None:
+    files = {"a": ("a.pgm", orl(1, 1)), "b": ("b.pgm", orl(1, 2))}
+    default = client.post("/v1/verify", files=files).json()["threshold"]
+    for spelled in ("null", ""):  # the schema's null, as a form can send it
+        answer = client.post("/v1/verify", files=files, data={"threshold": spelled})
+        assert answer.status_code == 200 and answer.json()["threshold"] == default, answer.text
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    threshold = schema["Body_verify_v1_verify_post"]["properties"]["threshold"]
+    assert {"type": "null"} in threshold["anyOf"]
+    for wrong in ("nil", "2.5"):
+        answer = client.post("/v1/verify", files=files, data={"threshold": wrong})
+        assert answer.status_code == 422 and error_of(answer) == "invalid_request"
+
+
 def test_verify_needs_two_photos_and_a_face_in_each(client: TestClient, orl) -> None:
     answer = client.post("/v1/verify", files={"a": ("a.pgm", orl(1, 1))})
     assert answer.status_code == 422 and error_of(answer) == "invalid_request"
