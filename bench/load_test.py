@@ -16,7 +16,7 @@ Configurations, in the same run and on the same machine, for each encoder:
   (`--baseline-requests`);
 - `sequential`: the default server at concurrency 1 (`--baseline-requests`): the baseline;
 - `slow_clients`: the default server with its header and body timeouts at `--stall-seconds`:
-  `--baseline-requests` requests at `--concurrency` alone, then the same again while `--stalled`
+  `--slow-requests` requests at `--concurrency` alone, then the same again while `--stalled`
   half-sent uploads (headers and a first part, then nothing) are held open from another
   loopback address (127.0.0.2); then how long until the server dropped each (408).
 
@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,6 +254,28 @@ def open_stalled(port: int, sent: bytes, source: str = "127.0.0.2") -> socket.so
     return connection
 
 
+def watch_drops(
+    connections: list[socket.socket], opened: float, limit_s: float
+) -> tuple[list[bytes], list[float]]:
+    """Each connection's reply, and the seconds from `opened` to each close by the server."""
+    replies = {connection: b"" for connection in connections}
+    drop_s = []
+    waiting = set(connections)
+    while waiting and time.monotonic() - opened < limit_s:
+        for connection in select.select(list(waiting), [], [], 0.05)[0]:
+            try:
+                data = connection.recv(65536)
+            except OSError:  # reset: dropped all the same
+                data = b""
+            replies[connection] += data
+            if not data:
+                drop_s.append(time.monotonic() - opened)
+                waiting.discard(connection)
+    for connection in connections:
+        connection.close()
+    return list(replies.values()), drop_s
+
+
 def read_to_close(connection: socket.socket) -> bytes:
     """Everything the server sends until it closes the connection (which is then closed)."""
     reply = b""
@@ -329,14 +352,12 @@ def run_slow_clients(
         before = batch_stats(server.url)
         opened = time.monotonic()
         connections = [open_stalled(server.port, STALLED_UPLOAD) for _ in range(stalled)]
-        outcome = asyncio.run(fire(server.url, jobs, concurrency))
-        after = batch_stats(server.url)
-        dropped_early = len(select.select(connections, [], [], 0)[0])
-        replies, drop_s = [], []
-        for connection in connections:
-            connection.settimeout(3 * stall_s)
-            replies.append(read_to_close(connection))
-            drop_s.append(time.monotonic() - opened)
+        with ThreadPoolExecutor(1) as pool:
+            drops = pool.submit(watch_drops, connections, opened, 3 * stall_s)
+            outcome = asyncio.run(fire(server.url, jobs, concurrency))
+            done_s = time.monotonic() - opened
+            after = batch_stats(server.url)
+            replies, drop_s = drops.result()
     passes = {key: after[key] - before[key] for key in after}
     row = summarise(outcome, concurrency, DEFAULT_BATCH, passes)
     alone_rate = len(jobs) / alone.seconds
@@ -347,9 +368,13 @@ def run_slow_clients(
         "stall_timeout_s": stall_s,
         # Stalled connections the server had dropped before the measured requests were done
         # (0: every one was open throughout the run).
-        "stalled_dropped_during_run": dropped_early,
+        "stalled_dropped_during_run": sum(seconds < done_s for seconds in drop_s),
         "stalled_answered_408": sum(reply.startswith(b"HTTP/1.1 408 ") for reply in replies),
-        "stalled_dropped_after_s": [round(min(drop_s), 2), round(max(drop_s), 2)],
+        "stalled_dropped": len(drop_s),
+        "stalled_dropped_after_s": [
+            round(min(drop_s, default=0), 2),
+            round(max(drop_s, default=0), 2),
+        ],
         "requests_per_s_alone": round(alone_rate, 2),
         "errors_alone": sum(alone.errors.values()),
         "vs_alone": round(row["requests_per_s"] / alone_rate, 2),
@@ -366,6 +391,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
     parser.add_argument("--stalled", type=int, default=64, help="slow_clients: stalled uploads")
+    parser.add_argument("--slow-requests", type=int, default=200, help="slow_clients: requests")
     parser.add_argument(
         "--stall-seconds", type=float, default=ServiceSettings.body_timeout, help="its timeouts"
     )
@@ -388,7 +414,7 @@ def measure_encoder(args: argparse.Namespace, encoder: str, work: Path) -> dict[
         if name == "slow_clients":
             if encoder != args.encoders[0]:
                 continue  # stalled uploads never reach the encoder: measured once
-            jobs = make_jobs(args.data, args.baseline_requests)
+            jobs = make_jobs(args.data, args.slow_requests)
             rows[name] = run_slow_clients(
                 args.data, work, jobs, args.concurrency, args.stalled, args.stall_seconds
             )
@@ -482,9 +508,9 @@ def describe_slow_clients(encoder: str, r: dict) -> str:
         f"{r['errors']} errors at {r['requests_per_s']:.1f} requests/s, {r['vs_alone']:.2f}x "
         f"the {r['requests_per_s_alone']:.1f} requests/s of the same requests just before with "
         f"none open ({r['errors_alone']} errors); {r['stalled_dropped_during_run']} stalled "
-        f"connections were dropped before the requests were done, and "
-        f"{r['stalled_answered_408']} of {r['stalled']} got 408 between {low:.1f} and "
-        f"{high:.1f} s after they opened (timeouts {r['stall_timeout_s']:g} s)."
+        f"connections were dropped before the requests were done; {r['stalled_dropped']} of "
+        f"{r['stalled']} were dropped, between {low:.1f} and {high:.1f} s after they opened "
+        f"(timeouts {r['stall_timeout_s']:g} s), {r['stalled_answered_408']} with a 408."
     )
     if "measured" in r:
         m = r["measured"]
