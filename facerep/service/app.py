@@ -21,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from facerep import __version__
 from facerep.service import routes
 from facerep.service.admission import InFlightLimitMiddleware
+from facerep.service.docs import install_docs
 from facerep.service.errors import CatchAllMiddleware, install_error_handlers
 from facerep.service.face_service import FaceService
 from facerep.service.metrics import Metrics, MetricsMiddleware
@@ -59,12 +60,15 @@ def _build_app(settings: ServiceSettings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN; install_docs serves them locally
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes.writes)
+    install_docs(app)
     # add_middleware puts each new one outside the previous: innermost first.
     app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight)
     app.add_middleware(

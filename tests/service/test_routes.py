@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 import struct
 import zlib
@@ -85,7 +86,22 @@ def test_openapi_schema_and_docs_are_served(client: TestClient) -> None:
     add_op = schema["paths"]["/v1/galleries/{name}/faces"]["post"]
     assert add_op["security"] == [{"HTTPBearer": []}]
     assert "security" not in schema["paths"]["/v1/embed"]["post"]
-    assert client.get("/docs").status_code == 200
+
+
+def test_docs_load_nothing_from_outside(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assert "http" not in page.text  # no CDN, no online validator: every URL is this server's
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) == 3 and all(url.startswith("/docs/assets/") for url in assets)
+    for url in assets:  # Swagger UI's script, its style and the icon, from the package
+        answer = client.get(url)
+        assert answer.status_code == 200 and len(answer.content) > 500, url
+    script = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "SwaggerUIBundle" in script.text
+    assert client.get("/openapi.json").status_code == 200  # what the page loads next
+    assert client.get("/redoc").status_code == 404  # FastAPI's other page, from a CDN: gone
 
 
 # ---- embed and verify --------------------------------------------------------------------------
