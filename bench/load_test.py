@@ -514,9 +514,11 @@ def describe_slow_clients(encoder: str, r: dict) -> str:
     )
     if "measured" in r:
         m = r["measured"]
+        on = m["machine"]
         text += (
-            f" Measured on its own: {m['date']}, load average {m['load_average'][0]:.2f} at "
-            f"the start, {describe_code(m['code'])}."
+            f" Measured on its own: {m['date']}, {on['nproc']} cores ({on['cpu']}), Python "
+            f"{on['python']}, load average {on['load_average'][0]:.2f} at the start, "
+            f"{describe_code(m['code'])}."
         )
     return text
 
@@ -556,7 +558,7 @@ def main() -> None:
 def merge_rows(path: Path, results: dict, machine: dict, code: dict) -> dict:
     """The report at `path` with `results`' rows replacing its own, each marked with its run."""
     report = json.loads(path.read_text(encoding="utf-8"))
-    measured = {"date": machine["date"], "load_average": machine["load_average"], "code": code}
+    measured = {"date": machine["date"], "machine": machine, "code": code}
     for encoder, rows in results.items():
         for name, row in rows.items():
             report["results"].setdefault(encoder, {})[name] = {**row, "measured": measured}
