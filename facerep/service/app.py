@@ -25,7 +25,6 @@ from facerep.service.docs import install_docs
 from facerep.service.errors import CatchAllMiddleware, install_error_handlers
 from facerep.service.face_service import FaceService
 from facerep.service.metrics import Metrics, MetricsMiddleware
-from facerep.service.protocol import protocol_for
 from facerep.service.settings import (
     ServiceSettings,
     check_encoder,
@@ -113,6 +112,7 @@ def serve(
     import uvicorn
 
     from facerep.api import resolve_encoder
+    from facerep.service.protocol import protocol_for
 
     check_settings(settings)
     check_host(settings, host)

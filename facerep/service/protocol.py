@@ -107,6 +107,14 @@ class GuardedH11Protocol(H11Protocol):
         elif self.conn.trailing_data[0] and self._head_timer is None:
             self._start_head_timer()  # a new request has begun on a kept-alive connection
 
+    def on_response_complete(self) -> None:
+        """After a response: a pipelined request's head already begun gets its deadline."""
+        super().on_response_complete()
+        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
+            self._unset_keepalive_if_required()  # not idle: the head's deadline applies
+            if self._head_timer is None:
+                self._start_head_timer()
+
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to what h11 refuses, as the JSON error every answer uses."""
         headers, body = json_error(400, "bad_request", BAD_REQUEST)

@@ -108,6 +108,8 @@ def test_stalled_clients_hold_no_place_and_are_dropped(guarded: Server, astronau
     heads = [open_stalled(port, b"POST /v1/embed HTTP/1.1\r\nHost: x") for _ in range(2)]
     idle = [open_stalled(port, b"") for _ in range(2)]
     over = [open_stalled(port, b"") for _ in range(3)]  # over the 12 per address
+    # From 127.0.0.1: a request answered, then the next one's head begun and left unfinished.
+    kept = open_stalled(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /he", "127.0.0.1")
     for connection in over:  # closed as they open, unanswered
         assert read_to_close(connection) == b""
     # Another client is served at once, while all 12 stalled connections are still open.
@@ -119,6 +121,8 @@ def test_stalled_clients_hold_no_place_and_are_dropped(guarded: Server, astronau
         reply = read_to_close(connection)
         assert reply.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in reply, reply
     assert all(read_to_close(connection) == b"" for connection in idle)
+    first, _, second = read_to_close(kept).partition(b"HTTP/1.1 408 ")
+    assert first.startswith(b"HTTP/1.1 200 ") and b'"request_timeout"' in second
     assert STALL_SECONDS - 0.5 < time.monotonic() - start < 3 * STALL_SECONDS
     assert httpx.get(f"{guarded.url}/healthz").status_code == 200
 
