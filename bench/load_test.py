@@ -14,11 +14,18 @@ Configurations, in the same run and on the same machine, for each encoder:
 - `unbatched`: `--batch-size 1` at the same concurrency (`--baseline-requests` requests);
 - `threads`: `--detect-threads` (faces found in threads of the server) at the same concurrency
   (`--baseline-requests`);
-- `sequential`: the default server at concurrency 1 (`--baseline-requests`): the baseline.
+- `sequential`: the default server at concurrency 1 (`--baseline-requests`): the baseline;
+- `slow_clients`: the default server with its header and body timeouts at `--stall-seconds`:
+  `--slow-requests` requests at `--concurrency` alone, then the same again while `--stalled`
+  half-sent uploads (headers and a first part, then nothing) are held open from another
+  loopback address (127.0.0.2); then how long until the server dropped each (408).
 
     python bench/load_test.py [--requests 2000] [--concurrency 16] [--encoders dlib RUN]
+    python bench/load_test.py --configs slow_clients   # just that row, merged into the results
 
-Results: bench/results/load_test.{json,md}. tests/service/test_server.py runs a small version.
+Results: bench/results/load_test.{json,md}; a run of some configurations replaces only their
+rows, each then marked with its own date and commit. tests/service/test_server.py runs a small
+version.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import asyncio
 import contextlib
 import json
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -39,6 +47,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +65,12 @@ PEOPLE = 40
 NO_FACE = (33, 4)  # the one ORL photo dlib finds no face in
 GALLERY = "orl"
 DEFAULT_BATCH = ServiceSettings.batch_size  # the server's default: what `batched` measures
+CONFIGS = ("batched", "unbatched", "threads", "sequential", "slow_clients")
+# A multipart upload of 100,000 bytes that stops after its first line.
+STALLED_UPLOAD = (
+    b"POST /v1/embed HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100000\r\n"
+    b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n--xyz\r\n"
+)
 
 
 def free_port() -> int:
@@ -231,6 +246,45 @@ def batch_stats(url: str) -> dict[str, float]:
     return values
 
 
+def open_stalled(port: int, sent: bytes, source: str = "127.0.0.2") -> socket.socket:
+    """A connection from `source` (another client address) that sends `sent`, then stalls."""
+    address = ("127.0.0.1", port)
+    connection = socket.create_connection(address, timeout=30, source_address=(source, 0))
+    connection.sendall(sent)
+    return connection
+
+
+def watch_drops(
+    connections: list[socket.socket], opened: float, limit_s: float
+) -> tuple[list[bytes], list[float]]:
+    """Each connection's reply, and the seconds from `opened` to each close by the server."""
+    replies = {connection: b"" for connection in connections}
+    drop_s = []
+    waiting = set(connections)
+    while waiting and time.monotonic() - opened < limit_s:
+        for connection in select.select(list(waiting), [], [], 0.05)[0]:
+            try:
+                data = connection.recv(65536)
+            except OSError:  # reset: dropped all the same
+                data = b""
+            replies[connection] += data
+            if not data:
+                drop_s.append(time.monotonic() - opened)
+                waiting.discard(connection)
+    for connection in connections:
+        connection.close()
+    return list(replies.values()), drop_s
+
+
+def read_to_close(connection: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (which is then closed)."""
+    reply = b""
+    with connection:
+        while data := connection.recv(65536):
+            reply += data
+    return reply
+
+
 def percentile_ms(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)) * 1000, 1) if values else float("nan")
 
@@ -285,6 +339,48 @@ def run_config(
     return {**summarise(outcome, concurrency, batch_size, passes), "workers": workers}
 
 
+def run_slow_clients(
+    data: Path, work: Path, jobs: list[Job], concurrency: int, stalled: int, stall_s: float
+) -> dict:
+    """The jobs on one server alone, then with `stalled` half-sent uploads open; their drops."""
+    folder = Path(tempfile.mkdtemp(prefix="run-", dir=work))
+    timeouts = ["--header-timeout", str(stall_s), "--body-timeout", str(stall_s)]
+    with Server(folder / "galleries", folder / "server.log", *timeouts) as server:
+        asyncio.run(enrol(server.url, data))
+        asyncio.run(fire(server.url, make_jobs(data, 2 * concurrency), concurrency))  # warm-up
+        alone = asyncio.run(fire(server.url, jobs, concurrency))
+        before = batch_stats(server.url)
+        opened = time.monotonic()
+        connections = [open_stalled(server.port, STALLED_UPLOAD) for _ in range(stalled)]
+        with ThreadPoolExecutor(1) as pool:
+            drops = pool.submit(watch_drops, connections, opened, 3 * stall_s)
+            outcome = asyncio.run(fire(server.url, jobs, concurrency))
+            done_s = time.monotonic() - opened
+            after = batch_stats(server.url)
+            replies, drop_s = drops.result()
+    passes = {key: after[key] - before[key] for key in after}
+    row = summarise(outcome, concurrency, DEFAULT_BATCH, passes)
+    alone_rate = len(jobs) / alone.seconds
+    return {
+        **row,
+        "workers": "processes",
+        "stalled": stalled,
+        "stall_timeout_s": stall_s,
+        # Stalled connections the server had dropped before the measured requests were done
+        # (0: every one was open throughout the run).
+        "stalled_dropped_during_run": sum(seconds < done_s for seconds in drop_s),
+        "stalled_answered_408": sum(reply.startswith(b"HTTP/1.1 408 ") for reply in replies),
+        "stalled_dropped": len(drop_s),
+        "stalled_dropped_after_s": [
+            round(min(drop_s, default=0), 2),
+            round(max(drop_s, default=0), 2),
+        ],
+        "requests_per_s_alone": round(alone_rate, 2),
+        "errors_alone": sum(alone.errors.values()),
+        "vs_alone": round(row["requests_per_s"] / alone_rate, 2),
+    }
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder holding orl/")
@@ -293,6 +389,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--encoders", nargs="+", default=["dlib"], help="names or run folders")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS))
+    parser.add_argument("--stalled", type=int, default=64, help="slow_clients: stalled uploads")
+    parser.add_argument("--slow-requests", type=int, default=200, help="slow_clients: requests")
+    parser.add_argument(
+        "--stall-seconds", type=float, default=ServiceSettings.body_timeout, help="its timeouts"
+    )
     args = parser.parse_args()
     if not (args.data / "orl" / "s1" / "1.pgm").is_file():
         parser.error(f"{args.data / 'orl'}: ORL faces not found (point --data at shared/data)")
@@ -300,7 +402,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def measure_encoder(args: argparse.Namespace, encoder: str, work: Path) -> dict[str, dict]:
-    """The four configurations for one encoder, with ratios against the sequential baseline."""
+    """The chosen configurations for one encoder (`slow_clients` for the first encoder only)."""
     configs = {
         "batched": (args.requests, args.concurrency, DEFAULT_BATCH, "processes"),
         "unbatched": (args.baseline_requests, args.concurrency, 1, "processes"),
@@ -308,19 +410,36 @@ def measure_encoder(args: argparse.Namespace, encoder: str, work: Path) -> dict[
         "sequential": (args.baseline_requests, 1, DEFAULT_BATCH, "processes"),
     }
     rows = {}
-    for name, (count, concurrency, batch_size, workers) in configs.items():
-        jobs = make_jobs(args.data, count)
-        rows[name] = run_config(args.data, work, jobs, concurrency, batch_size, encoder, workers)
-        print(f"  {encoder:<24} {name:<10} {json.dumps(rows[name])}", flush=True)
-    for row in rows.values():
-        row["vs_sequential"] = round(
-            row["requests_per_s"] / rows["sequential"]["requests_per_s"], 2
-        )
-    for baseline in ("unbatched", "threads"):
-        rows["batched"][f"vs_{baseline}"] = round(
-            rows["batched"]["requests_per_s"] / rows[baseline]["requests_per_s"], 2
-        )
+    for name in args.configs:
+        if name == "slow_clients":
+            if encoder != args.encoders[0]:
+                continue  # stalled uploads never reach the encoder: measured once
+            jobs = make_jobs(args.data, args.slow_requests)
+            rows[name] = run_slow_clients(
+                args.data, work, jobs, args.concurrency, args.stalled, args.stall_seconds
+            )
+        else:
+            count, concurrency, batch_size, workers = configs[name]
+            jobs = make_jobs(args.data, count)
+            rows[name] = run_config(
+                args.data, work, jobs, concurrency, batch_size, encoder, workers
+            )
+        print(f"  {encoder:<24} {name:<12} {json.dumps(rows[name])}", flush=True)
     return rows
+
+
+def add_ratios(rows: dict[str, dict]) -> None:
+    """Each row's requests/s over the sequential row's, batched's over its baselines'."""
+    if "sequential" in rows:
+        for row in rows.values():
+            row["vs_sequential"] = round(
+                row["requests_per_s"] / rows["sequential"]["requests_per_s"], 2
+            )
+    for baseline in ("unbatched", "threads"):
+        if "batched" in rows and baseline in rows:
+            rows["batched"][f"vs_{baseline}"] = round(
+                rows["batched"]["requests_per_s"] / rows[baseline]["requests_per_s"], 2
+            )
 
 
 def render_markdown(report: dict) -> str:
@@ -351,11 +470,13 @@ def render_markdown(report: dict) -> str:
                 f"{r['concurrency']} | {r['batch_size']} | "
                 f"{r['requests']} | {r['errors']} | {r['requests_per_s']:.1f} | "
                 f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} | {r['healthz_p99_ms']:.0f} | "
-                f"{r['mean_batch']:.2f} | {r['vs_sequential']:.2f}x |"
+                f"{r['mean_batch']:.2f} | {ratio(r.get('vs_sequential'))} |"
             )
     lines.append("")
     for encoder, rows in report["results"].items():
-        batched = rows["batched"]
+        batched = rows.get("batched", {})
+        if "vs_unbatched" not in batched:
+            continue
         lines.append(
             f"- {Path(encoder).name}: batching on is {batched['vs_unbatched']:.2f}x the "
             f"requests/s of batching off at concurrency {batched['concurrency']} (mean batch "
@@ -366,7 +487,40 @@ def render_markdown(report: dict) -> str:
                 else "."
             )
         )
+    for encoder, rows in report["results"].items():
+        if "slow_clients" in rows:
+            lines.append(describe_slow_clients(Path(encoder).name, rows["slow_clients"]))
     return "\n".join([*lines, "", f"Note: {report['note']}", ""])
+
+
+def ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value is not None else "-"
+
+
+def describe_slow_clients(encoder: str, r: dict) -> str:
+    """The slow_clients row in words, with when and where it ran if that was apart."""
+    from machine import describe_code
+
+    low, high = r["stalled_dropped_after_s"]
+    text = (
+        f"- {encoder} slow_clients: with {r['stalled']} half-sent uploads held open from "
+        f"another address, {r['requests']} requests at concurrency {r['concurrency']} got "
+        f"{r['errors']} errors at {r['requests_per_s']:.1f} requests/s, {r['vs_alone']:.2f}x "
+        f"the {r['requests_per_s_alone']:.1f} requests/s of the same requests just before with "
+        f"none open ({r['errors_alone']} errors); {r['stalled_dropped_during_run']} stalled "
+        f"connections were dropped before the requests were done; {r['stalled_dropped']} of "
+        f"{r['stalled']} were dropped, between {low:.1f} and {high:.1f} s after they opened "
+        f"(timeouts {r['stall_timeout_s']:g} s), {r['stalled_answered_408']} with a 408."
+    )
+    if "measured" in r:
+        m = r["measured"]
+        on = m["machine"]
+        text += (
+            f" Measured on its own: {m['date']}, {on['nproc']} cores ({on['cpu']}), Python "
+            f"{on['python']}, load average {on['load_average'][0]:.2f} at the start, "
+            f"{describe_code(m['code'])}."
+        )
+    return text
 
 
 def main() -> None:
@@ -380,7 +534,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="facerep-load-") as work:
         for encoder in args.encoders:
             results[encoder] = measure_encoder(args, encoder, Path(work))
+            add_ratios(results[encoder])
     load_average_end = os.getloadavg()
+    if set(args.configs) != set(CONFIGS) and (args.out / "load_test.json").is_file():
+        report = merge_rows(args.out / "load_test.json", results, machine, code)
+        write_results(args.out, "load_test", report, render_markdown(report))
+        print(f"merged {', '.join(args.configs)} into {args.out / 'load_test.json'} and .md")
+        return
     report = {
         "benchmark": "load_test",
         "date": machine["date"],
@@ -393,6 +553,16 @@ def main() -> None:
     }
     write_results(args.out, "load_test", report, render_markdown(report))
     print(f"wrote {args.out / 'load_test.json'} and .md")
+
+
+def merge_rows(path: Path, results: dict, machine: dict, code: dict) -> dict:
+    """The report at `path` with `results`' rows replacing its own, each marked with its run."""
+    report = json.loads(path.read_text(encoding="utf-8"))
+    measured = {"date": machine["date"], "machine": machine, "code": code}
+    for encoder, rows in results.items():
+        for name, row in rows.items():
+            report["results"].setdefault(encoder, {})[name] = {**row, "measured": measured}
+    return report
 
 
 def note(machine: dict, load_average_end: tuple[float, ...]) -> str:

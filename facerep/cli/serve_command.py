@@ -73,6 +73,18 @@ def serve(
         int,
         typer.Option(help="Adds, deletes and face requests handled at once; more: 503.", min=1),
     ] = ServiceSettings.max_in_flight,
+    header_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a client has to send a request's headers; then 408.", min=0.1),
+    ] = ServiceSettings.header_timeout,
+    body_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a request's whole body has to arrive; then 408.", min=0.1),
+    ] = ServiceSettings.body_timeout,
+    max_client_connections: Annotated[
+        int,
+        typer.Option(help="Open connections per client address; more are closed (0: any).", min=0),
+    ] = ServiceSettings.max_client_connections,
     log_level: Annotated[LogLevel, typer.Option(help="Server log detail.")] = "info",
 ) -> None:
     """Serve embed, verify and gallery add/remove/search over HTTP (docs at /docs).
@@ -98,6 +110,9 @@ def serve(
             detect_workers=detect_workers,
             detect_processes=detect_processes,
             max_in_flight=max_in_flight,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            max_client_connections=max_client_connections,
         )
         serve_api(settings, host=host, port=port, log_level=log_level)
 

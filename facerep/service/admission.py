@@ -1,7 +1,9 @@
 """At most `max_in_flight` requests that do work are handled at once; more get 503 at once.
 
-Every request in flight may hold an upload of up to the upload limit while it waits its turn for
-the detector and the encoder. Without a cap a burst holds any amount of memory and every
+A request reaches this limit only once its whole body has arrived (`uploads` reads it first,
+within its deadline), so clients that upload slowly, or stall, never hold a place here. Every
+request in flight holds an upload of up to the upload limit while it waits its turn for the
+detector and the encoder. Without a cap a burst holds any amount of memory and every
 client's latency grows without bound; with one, the excess is told to retry (`Retry-After`)
 while the admitted requests keep their latency. Reads (GET, HEAD, OPTIONS: health, metrics,
 gallery info, the schema) are never refused, so probes still answer under overload.

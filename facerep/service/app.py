@@ -1,9 +1,11 @@
 """The FastAPI application: `create_app(settings)` builds it, its lifespan loads the encoder.
 
 Requests pass, outermost first: CORS (only with `cors_origins`), metrics (every request timed
-and counted), the in-flight limit (503 beyond `max_in_flight` requests at once), a catch-all
-that turns bugs into a generic JSON 500 and logs the traceback, the upload limit (413 before an
-oversized body is read), then FastAPI's routing and error handlers.
+and counted), a catch-all that turns bugs into a generic JSON 500 and logs the traceback, the
+upload limit (the whole body read first: 413 over the size limit, 408 past `body_timeout`), the
+in-flight limit (503 beyond `max_in_flight` requests at once, counted once their body is in),
+then FastAPI's routing and error handlers. Below the app, `serve` runs uvicorn with the
+connection protocol of `facerep.service.protocol` (header deadline, connections per address).
 """
 
 from __future__ import annotations
@@ -19,10 +21,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from facerep import __version__
 from facerep.service import routes
 from facerep.service.admission import InFlightLimitMiddleware
+from facerep.service.docs import install_docs
 from facerep.service.errors import CatchAllMiddleware, install_error_handlers
 from facerep.service.face_service import FaceService
 from facerep.service.metrics import Metrics, MetricsMiddleware
-from facerep.service.settings import ServiceSettings, check_host, check_settings
+from facerep.service.settings import (
+    ServiceSettings,
+    check_encoder,
+    check_host,
+    check_settings,
+    make_gallery_dir,
+)
 from facerep.service.uploads import UploadLimitMiddleware
 
 DESCRIPTION = """Face embedding, verification and gallery search over HTTP.
@@ -50,16 +59,23 @@ def _build_app(settings: ServiceSettings) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=_lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN; install_docs serves them locally
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes.writes)
+    install_docs(app)
     # add_middleware puts each new one outside the previous: innermost first.
-    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    app.add_middleware(CatchAllMiddleware)
     app.add_middleware(InFlightLimitMiddleware, max_in_flight=settings.max_in_flight)
+    app.add_middleware(
+        UploadLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        body_timeout=settings.body_timeout,
+    )
+    app.add_middleware(CatchAllMiddleware)
     app.add_middleware(
         MetricsMiddleware,
         metrics=app.state.metrics,
@@ -96,10 +112,19 @@ def serve(
     import uvicorn
 
     from facerep.encoders.registry import resolve_encoder
+    from facerep.service.protocol import protocol_for
 
     check_settings(settings)
     check_host(settings, host)
     # Loaded here, so a bad --encoder is a one-line error instead of a failed startup.
     settings = replace(settings, encoder=resolve_encoder(settings.encoder))
+    check_encoder(settings.encoder)
+    make_gallery_dir(settings)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
-    uvicorn.run(_build_app(settings), host=host, port=port, log_level=log_level)
+    uvicorn.run(
+        _build_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=protocol_for(settings),
+    )

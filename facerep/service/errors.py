@@ -1,12 +1,16 @@
 """Every error the service answers is JSON: `{"error": {"code": "...", "message": "..."}}`.
 
 Status codes:
-- 400 `bad_request`: a body that cannot be parsed (broken multipart).
+- 400 `bad_request`: a body that cannot be parsed (broken multipart), or a request line or
+  header that is not valid HTTP (a malformed Content-Length), answered by the connection
+  itself before the app runs (`facerep.service.protocol`).
 - 401 `unauthorized`: a write without the bearer token, or with a wrong one.
 - 403 `read_only`: a write to a server started with `--read-only`.
 - 404 `not_found`, `gallery_not_found`, `face_not_found`.
 - 405 `method_not_allowed`.
 - 409 `gallery_conflict`: the gallery holds another encoder's embeddings.
+- 408 `request_timeout`: the request's headers or body did not arrive within `--header-timeout`
+  or `--body-timeout`; the connection is closed.
 - 413 `too_large`: the request body is over `--max-upload-mb`.
 - 422 `invalid_request` (missing or out-of-range fields, a bad gallery name), `invalid_image`
   (not an image, truncated or corrupt), `image_refused` (over `--max-pixels`: a likely

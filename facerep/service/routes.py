@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, Upl
 from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from pydantic import BeforeValidator, Field
 
 from facerep.service import metrics as metrics_text
 from facerep.service.errors import ServiceError
@@ -106,6 +107,11 @@ router = APIRouter()
 writes = APIRouter(route_class=WriteRoute, dependencies=[Depends(bearer)])
 
 
+def null_as_none(value: object) -> object:
+    """A form field's `null` (how a form spells a JSON null, as the schema allows) is None."""
+    return None if value == "null" else value
+
+
 def filename_of(upload: UploadFile) -> str:
     """The upload's file name, printable characters only, at most MAX_FILENAME ('' if none)."""
     return "".join(c for c in (upload.filename or "") if c.isprintable())[:MAX_FILENAME]
@@ -154,8 +160,9 @@ async def verify(
     a: Annotated[UploadFile, File(description="First photo. " + PHOTO_HELP)],
     b: Annotated[UploadFile, File(description="Second photo.")],
     threshold: Annotated[
-        float | None,
-        Form(ge=0.0, le=2.0, description="Cosine distance limit (default: the encoder's)."),
+        Annotated[float, Field(ge=0.0, le=2.0)] | None,
+        BeforeValidator(null_as_none),
+        Form(description="Cosine distance limit; absent, empty or `null`: the encoder's own."),
     ] = None,
 ) -> VerifyResponse:
     """Whether the largest faces of photos `a` and `b` are the same person."""

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from facerep.encoders.base import Encoder, Fittable
 from facerep.encoders.registry import EncoderLike
 from facerep.images import DEFAULT_MAX_PIXELS
 
@@ -47,8 +48,18 @@ class ServiceSettings:
     # False: threads of the server, which start at once and share its memory.
     detect_processes: bool = True
     # Requests that do work (POST, DELETE) handled at once; more are answered 503 `overloaded`.
-    # Each may hold an upload of up to `max_upload_bytes`, so this also bounds their memory.
+    # A request counts only once its whole body has arrived, so slow uploads never hold a place.
     max_in_flight: int = 64
+    # Seconds a client has to send a request's head (request line and headers), from the
+    # connection's first byte or its opening; else 408 and the connection is closed.
+    header_timeout: float = 10.0
+    # Seconds a request's whole body has to arrive, from its headers; else 408 and closed.
+    # 60 s lets the largest upload (10 MB) through at 170 KB/s, a slow mobile uplink.
+    body_timeout: float = 60.0
+    # Connections one client address may hold open at once; more are closed as they open, so
+    # one address cannot take every socket. Behind a reverse proxy every client has the proxy's
+    # address: raise it there, or turn it off with 0.
+    max_client_connections: int = 64
 
 
 def check_settings(settings: ServiceSettings) -> None:
@@ -59,6 +70,10 @@ def check_settings(settings: ServiceSettings) -> None:
         raise ValueError("batch size and detect workers must be at least 1, the wait at least 0")
     if settings.max_in_flight < 1:
         raise ValueError("the limit of requests in flight must be at least 1")
+    if not (settings.header_timeout > 0 and settings.body_timeout > 0):
+        raise ValueError("the header and body timeouts must be positive")
+    if settings.max_client_connections < 0:
+        raise ValueError("the limit of connections per client must be at least 0 (0: none)")
     if settings.token is not None and not settings.token.strip():
         raise ValueError("the token is empty")
     if not settings.read_only and settings.token is None and not settings.insecure_local:
@@ -66,8 +81,32 @@ def check_settings(settings: ServiceSettings) -> None:
             f"writes are enabled but no token is set: set {TOKEN_ENV} or pass --token-file, "
             "or pass --read-only (or --insecure-local on a loopback --host)"
         )
-    if settings.read_only and not settings.gallery_dir.is_dir():
-        raise ValueError(f"{settings.gallery_dir}: no such folder (--read-only creates nothing)")
+    folder = Path(settings.gallery_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder (--gallery-dir holds one folder per gallery)")
+    if settings.read_only and not folder.is_dir():
+        raise ValueError(f"{folder}: no such folder (--read-only creates nothing)")
+
+
+def make_gallery_dir(settings: ServiceSettings) -> None:
+    """Create the gallery folder (unless read-only), or raise ValueError (one line) why not."""
+    if settings.read_only:
+        return
+    try:
+        Path(settings.gallery_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(
+            f"{settings.gallery_dir}: cannot create the gallery folder ({e.strerror})"
+        ) from None
+
+
+def check_encoder(encoder: Encoder) -> None:
+    """Refuse an estimator that was never fitted (eigenfaces): it cannot embed a face."""
+    if isinstance(encoder, Fittable) and not encoder.fitted:
+        raise ValueError(
+            f"--encoder {encoder.name}: this encoder must be fitted on training faces before "
+            "it can embed, and serve does not fit it; use dlib or a facerep run folder"
+        )
 
 
 def check_host(settings: ServiceSettings, host: str) -> None:

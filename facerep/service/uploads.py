@@ -1,33 +1,40 @@
-"""Request bodies are capped while they arrive, never after an unlimited body was buffered.
+"""Request bodies are read whole, within a size limit and a deadline, before any work starts.
 
 A declared `Content-Length` over the limit is answered 413 before a byte of the body is read;
 a body without one (chunked) is counted as it streams in, and the request fails with 413 the
-moment the count passes the limit. Multipart parsing only ever sees bodies within the limit.
+moment the count passes the limit. The whole body must arrive within `body_timeout` seconds of
+the request's headers, else 408 and the connection is closed: a client that stalls mid-upload
+holds nothing but its socket for that long. Only then does the request go on to the in-flight
+limit (`admission`) and the routes, so a slow upload never holds a place a fast one could use,
+and multipart parsing only ever sees a complete body within the limit.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facerep.service.errors import error_response
 from facerep.service.settings import MEGABYTE
 
 
-class BodyTooLarge(HTTPException):
-    """Raised from `receive` when a streamed body passes the limit; answered 413 as JSON."""
+class BodyTooLarge(Exception):
+    """A streamed body passed the limit."""
 
-    def __init__(self, limit: int):
-        super().__init__(413, f"request body over the limit of {describe_size(limit)}")
+
+class ClientGone(Exception):
+    """The client disconnected before its body had arrived: there is no one to answer."""
 
 
 class UploadLimitMiddleware:
-    """Cap every HTTP request body at `max_bytes`."""
+    """Read every HTTP request body whole (at most `max_bytes`, within `body_timeout` s)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, body_timeout: float = 60.0):
         self.app = app
         self.max_bytes = max_bytes
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,21 +48,52 @@ class UploadLimitMiddleware:
             )
             await error_response(413, "too_large", message)(scope, receive, send)
             return
-        await self.app(scope, self._counting(receive), send)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await self._read_body(receive)
+        except BodyTooLarge:
+            message = f"request body over the limit of {describe_size(self.max_bytes)}"
+            await error_response(413, "too_large", message)(scope, receive, send)
+            return
+        except TimeoutError:
+            message = (
+                f"the request body did not arrive within {self.body_timeout:g} s "
+                "(--body-timeout); the connection is closed"
+            )
+            headers = {"Connection": "close"}
+            await error_response(408, "request_timeout", message, headers)(scope, receive, send)
+            return
+        except ClientGone:
+            return
+        await self.app(scope, _replay(body, receive), send)
 
-    def _counting(self, receive: Receive) -> Receive:
-        received = 0
-
-        async def receive_counted() -> Message:
-            nonlocal received
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks, received = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
-            return message
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
-        return receive_counted
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the whole body at once, then waits on the client (disconnect)."""
+    sent = False
+
+    async def receive_replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive_replayed
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sqlite3
 import struct
 import zlib
@@ -85,7 +86,22 @@ def test_openapi_schema_and_docs_are_served(client: TestClient) -> None:
     add_op = schema["paths"]["/v1/galleries/{name}/faces"]["post"]
     assert add_op["security"] == [{"HTTPBearer": []}]
     assert "security" not in schema["paths"]["/v1/embed"]["post"]
-    assert client.get("/docs").status_code == 200
+
+
+def test_docs_load_nothing_from_outside(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "SwaggerUIBundle" in page.text
+    assert "http" not in page.text  # no CDN, no online validator: every URL is this server's
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) == 3 and all(url.startswith("/docs/assets/") for url in assets)
+    for url in assets:  # Swagger UI's script, its style and the icon, from the package
+        answer = client.get(url)
+        assert answer.status_code == 200 and len(answer.content) > 500, url
+    script = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "SwaggerUIBundle" in script.text
+    assert client.get("/openapi.json").status_code == 200  # what the page loads next
+    assert client.get("/redoc").status_code == 404  # FastAPI's other page, from a CDN: gone
 
 
 # ---- embed and verify --------------------------------------------------------------------------
@@ -125,6 +141,20 @@ def test_verify_same_and_different_people(client: TestClient, orl) -> None:
     different = verify(orl(1, 1), orl(2, 1))
     assert different["same"] is False and different["distance"] > different["threshold"]
     assert verify(orl(1, 1), orl(2, 1), threshold="1.5")["same"] is True
+
+
+def test_verify_threshold_null_means_the_encoders_own(client: TestClient, orl) -> None:
+    files = {"a": ("a.pgm", orl(1, 1)), "b": ("b.pgm", orl(1, 2))}
+    default = client.post("/v1/verify", files=files).json()["threshold"]
+    for spelled in ("null", ""):  # the schema's null, as a form can send it
+        answer = client.post("/v1/verify", files=files, data={"threshold": spelled})
+        assert answer.status_code == 200 and answer.json()["threshold"] == default, answer.text
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    threshold = schema["Body_verify_v1_verify_post"]["properties"]["threshold"]
+    assert {"type": "null"} in threshold["anyOf"]
+    for wrong in ("nil", "2.5"):
+        answer = client.post("/v1/verify", files=files, data={"threshold": wrong})
+        assert answer.status_code == 422 and error_of(answer) == "invalid_request"
 
 
 def test_verify_needs_two_photos_and_a_face_in_each(client: TestClient, orl) -> None:

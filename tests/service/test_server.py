@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import select
 import socket
 import time
@@ -13,7 +14,18 @@ import httpx
 import numpy as np
 import pytest
 
-from bench.load_test import AUTH, GALLERY, Server, enrol, fire, make_jobs, orl_photo
+from bench.load_test import (
+    AUTH,
+    GALLERY,
+    STALLED_UPLOAD,
+    Server,
+    enrol,
+    fire,
+    make_jobs,
+    open_stalled,
+    orl_photo,
+    read_to_close,
+)
 from facerep.service import ServiceSettings
 from facerep.tasks.gallery import Gallery
 
@@ -73,6 +85,65 @@ def test_writes_over_http_need_the_token(server: Server, shared_data: Path) -> N
     url = f"{server.url}/v1/galleries/{GALLERY}/faces"
     assert httpx.post(url, files=files, data={"label": "x"}).status_code == 401
     assert httpx.post(url, files=files, data={"label": "x"}, headers=AUTH).status_code == 201
+
+
+STALL_SECONDS = 4  # the test server's header and body timeouts: short, so the test is too
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with short header and body deadlines and small limits; no data needed."""
+    root = tmp_path_factory.mktemp("guarded")
+    limits = ["--max-in-flight", "4", "--max-client-connections", "12"]
+    limits += ["--header-timeout", str(STALL_SECONDS), "--body-timeout", str(STALL_SECONDS)]
+    with Server(root / "galleries", root / "server.log", *limits) as running:
+        yield running
+
+
+def test_stalled_clients_hold_no_place_and_are_dropped(guarded: Server, astronaut_jpeg: bytes):
+    port = guarded.port
+    start = time.monotonic()
+    # From 127.0.0.2: 8 uploads (twice the in-flight limit), 2 half heads, 2 silent, 3 more.
+    uploads = [open_stalled(port, STALLED_UPLOAD) for _ in range(8)]
+    heads = [open_stalled(port, b"POST /v1/embed HTTP/1.1\r\nHost: x") for _ in range(2)]
+    idle = [open_stalled(port, b"") for _ in range(2)]
+    over = [open_stalled(port, b"") for _ in range(3)]  # over the 12 per address
+    # From 127.0.0.1: a request answered, then the next one's head begun and left unfinished.
+    kept = open_stalled(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /he", "127.0.0.1")
+    for connection in over:  # closed as they open, unanswered
+        assert read_to_close(connection) == b""
+    # Another client is served at once, while all 12 stalled connections are still open.
+    answer = httpx.post(f"{guarded.url}/v1/embed", files={"image": ("a", astronaut_jpeg)})
+    assert answer.status_code == 200 and answer.json()["faces"]
+    assert not select.select([*uploads, *heads, *idle], [], [], 0)[0]
+    # Then each stalled connection is dropped at its deadline: 408 (JSON) if it began one.
+    for connection in [*uploads, *heads]:
+        reply = read_to_close(connection)
+        assert reply.startswith(b"HTTP/1.1 408 ") and b'"request_timeout"' in reply, reply
+    assert all(read_to_close(connection) == b"" for connection in idle)
+    first, _, second = read_to_close(kept).partition(b"HTTP/1.1 408 ")
+    assert first.startswith(b"HTTP/1.1 200 ") and b'"request_timeout"' in second
+    assert STALL_SECONDS - 0.5 < time.monotonic() - start < 3 * STALL_SECONDS
+    assert httpx.get(f"{guarded.url}/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"POST /v1/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"HELLO\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+    ],
+    ids=["length-not-a-number", "negative-length", "two-lengths", "request-line", "header-line"],
+)
+def test_requests_the_http_layer_refuses_get_json_400(guarded: Server, head: bytes) -> None:
+    reply = read_to_close(open_stalled(guarded.port, head, source="127.0.0.1"))
+    status_and_headers, _, body = reply.partition(b"\r\n\r\n")
+    assert status_and_headers.startswith(b"HTTP/1.1 400 "), reply
+    assert b"content-type: application/json" in status_and_headers.lower()
+    assert json.loads(body)["error"]["code"] == "bad_request"
 
 
 BURST = 48

@@ -48,6 +48,9 @@ def test_loopback_addresses() -> None:
         (dict(token="t", max_pixels=0), "^the upload and pixel limits must be positive$"),
         (dict(token="t", max_in_flight=0), "^the limit of requests in flight must be at least 1$"),
         (dict(read_only=True, gallery_dir="missing"), r"/missing: no such folder \(--read-only"),
+        (dict(token="t", body_timeout=0.0), "^the header and body timeouts must be positive$"),
+        (dict(token="t", header_timeout=-1.0), "^the header and body timeouts must be positive$"),
+        (dict(token="t", max_client_connections=-1), "^the limit of connections per client"),
     ],
     ids=[
         "blank-token",
@@ -58,6 +61,9 @@ def test_loopback_addresses() -> None:
         "pixels",
         "in-flight",
         "read-only-no-folder",
+        "body-timeout",
+        "header-timeout",
+        "client-connections",
     ],
 )
 def test_other_bad_settings(tmp_path: Path, bad: dict, match: str) -> None:
@@ -113,3 +119,41 @@ def test_cli_refuses_to_start_unsafe(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = serve("--gallery-dir", folder, "--token-file", str(tmp_path / "nope"))
     assert result.returncode == 2 and "cannot read the token file" in result.stderr
     assert not (tmp_path / "g").exists()
+
+
+def test_cli_refuses_a_gallery_dir_that_is_a_file(tmp_path: Path) -> None:
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"not a folder")
+    refusals = [
+        (serve("--gallery-dir", str(photo), "--read-only"), f"{photo}: not a folder"),
+        (serve("--gallery-dir", str(photo), "--insecure-local"), f"{photo}: not a folder"),
+        (
+            serve("--gallery-dir", str(photo / "g"), "--insecure-local"),
+            f"{photo / 'g'}: cannot create the gallery folder (Not a directory)",
+        ),
+    ]
+    for result, message in refusals:
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith(f"error: {message}"), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert photo.read_bytes() == b"not a folder"
+
+
+def test_cli_refuses_an_unfitted_encoder(tmp_path: Path) -> None:
+    result = serve("--gallery-dir", str(tmp_path / "g"), "--insecure-local", "--encoder", "pca")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: encoder pca must be fitted on labelled faces first")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "g").exists()
+
+
+def test_check_encoder_refuses_an_unfitted_estimator_passed_from_python() -> None:
+    import numpy as np
+
+    from facerep.encoders.pca import PCAEncoder
+    from facerep.service.settings import check_encoder
+
+    with pytest.raises(ValueError, match="--encoder pca: this encoder must be fitted"):
+        check_encoder(PCAEncoder())
+    faces = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    check_encoder(PCAEncoder(n_components=4).fit(faces))  # fitted: fine

@@ -1,13 +1,12 @@
-"""The upload limit: refused by Content-Length unread, or counted while a chunked body streams."""
+"""The upload limit: refused by Content-Length unread, or counted while a chunked body streams;
+the body's deadline; and the app sees a request only once its whole body is in."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-import pytest
-
-from facerep.service.uploads import BodyTooLarge, UploadLimitMiddleware, describe_size
+from facerep.service.uploads import UploadLimitMiddleware, describe_size
 
 
 class ReadingApp:
@@ -60,10 +59,9 @@ def test_a_declared_length_over_the_limit_is_413_before_reading() -> None:
 def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit() -> None:
     inner = ReadingApp()
     app = UploadLimitMiddleware(inner, max_bytes=1000)
-    with pytest.raises(BodyTooLarge) as raised:  # the route's handler makes it the JSON 413
-        call(app, [b"x" * 400] * 10, [(b"transfer-encoding", b"chunked")])
-    assert raised.value.status_code == 413
-    assert inner.received == 800  # the third chunk passed the limit: the app never got it
+    sent, read = call(app, [b"x" * 400] * 10, [(b"transfer-encoding", b"chunked")])
+    assert sent[0]["status"] == 413 and json.loads(sent[1]["body"])["error"]["code"] == "too_large"
+    assert read == 3 and not inner.called  # the third chunk passed the limit: nothing more read
 
 
 def test_bodies_within_the_limit_pass_whole() -> None:
@@ -75,9 +73,80 @@ def test_bodies_within_the_limit_pass_whole() -> None:
 def test_a_lying_content_length_is_still_counted() -> None:
     inner = ReadingApp()
     app = UploadLimitMiddleware(inner, max_bytes=1000)
-    with pytest.raises(BodyTooLarge):
-        call(app, [b"x" * 800, b"x" * 800], [(b"content-length", b"10")])
-    assert inner.received == 800
+    sent, read = call(app, [b"x" * 800, b"x" * 800], [(b"content-length", b"10")])
+    assert sent[0]["status"] == 413 and read == 2 and not inner.called
+
+
+def test_the_app_is_called_once_the_whole_body_is_in() -> None:
+    events: list[str] = []
+
+    class LoggingApp(ReadingApp):
+        async def __call__(self, scope, receive, send) -> None:
+            events.append("app")
+            await super().__call__(scope, receive, send)
+
+    chunks = iter([b"a" * 300, b"b" * 300, b"c" * 300])
+
+    async def receive():
+        events.append("read")
+        chunk = next(chunks)
+        return {"type": "http.request", "body": chunk, "more_body": chunk[:1] != b"c"}
+
+    sent: list = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    asyncio.run(UploadLimitMiddleware(LoggingApp(), max_bytes=1000)(scope, receive, send))
+    assert events == ["read", "read", "read", "app"] and sent[1]["body"] == b"900"
+
+
+def test_a_body_that_stalls_is_answered_408_and_the_connection_closed() -> None:
+    inner = ReadingApp()
+    app = UploadLimitMiddleware(inner, max_bytes=1000, body_timeout=0.2)
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    sent: list = []
+    first = True
+
+    async def receive():
+        nonlocal first
+        if first:  # the first bytes come, then nothing
+            first = False
+            return {"type": "http.request", "body": b"x" * 10, "more_body": True}
+        await asyncio.sleep(60)
+
+    async def send(message):
+        sent.append(message)
+
+    async def timed() -> float:
+        start = asyncio.get_running_loop().time()
+        await app(scope, receive, send)
+        return asyncio.get_running_loop().time() - start
+
+    seconds = asyncio.run(timed())
+    assert 0.2 <= seconds < 2 and not inner.called
+    assert sent[0]["status"] == 408 and (b"connection", b"close") in sent[0]["headers"]
+    error = json.loads(sent[1]["body"])["error"]
+    assert error["code"] == "request_timeout"
+    assert "did not arrive within 0.2 s (--body-timeout)" in error["message"]
+
+
+def test_a_client_gone_mid_body_gets_no_answer() -> None:
+    inner = ReadingApp()
+    app = UploadLimitMiddleware(inner, max_bytes=1000)
+    messages = iter([{"type": "http.request", "body": b"x", "more_body": True}])
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    sent: list = []
+
+    async def receive():
+        return next(messages, {"type": "http.disconnect"})
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent == [] and not inner.called
 
 
 def test_sizes_read_well() -> None:
