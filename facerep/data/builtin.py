@@ -11,7 +11,7 @@ from functools import cache
 
 import numpy as np
 
-from facerep.data.sources import SourceItem
+from facerep.data.items import SourceItem
 
 BUILTIN_SAMPLES = ("lfw-sample",)
 

@@ -17,7 +17,8 @@ from typing import Literal
 
 import numpy as np
 
-from facerep.data.sources import IgnoredFile, Layout, SourceItem, walk_source
+from facerep.data.items import SourceItem
+from facerep.data.sources import IgnoredFile, Layout, walk_source
 from facerep.data.store import (
     ERROR_STATUSES,
     FAILED_STATUSES,

@@ -24,13 +24,11 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
+from facerep.data.items import SourceItem
 from facerep.images import is_image_path
 
 Layout = Literal["auto", "flat", "identity", "split"]
@@ -67,22 +65,6 @@ def absolute_path(path: Path) -> Path:
         return path.resolve()
     except (OSError, RuntimeError):  # RuntimeError: Python < 3.13 on a link loop
         return path.absolute()
-
-
-@dataclass(frozen=True)
-class SourceItem:
-    """One input to ingest: a file on disk, or an in-memory image from a built-in sample.
-
-    `name`, `key`, `identity` and `split` are text (`path_text`); `path` is the file itself.
-    """
-
-    name: str
-    identity: str | None = None
-    split: str | None = None
-    path: Path | None = None
-    load_array: Callable[[], np.ndarray] | None = None
-    # Its path relative to the source folder: how re-runs recognise it, however SRC is spelled.
-    key: str = ""
 
 
 @dataclass(frozen=True)
