@@ -69,7 +69,8 @@ def search(
     """The K gallery faces nearest to the largest face in IMAGE, nearest first."""
     from facerep.tasks.gallery import Gallery
 
-    with user_errors(), Gallery(gallery, create=False) as opened:
+    # Read-only: a search writes nothing, so it works on a gallery the user may only read.
+    with user_errors(), Gallery(gallery, create=False, read_only=True) as opened:
         matches = opened.search(image, k)
     if json:
         print_json([_match_dict(match) for match in matches])

@@ -29,10 +29,16 @@ gallery_app = typer.Typer(
 )
 
 
-def _open(path: Path, encoder: str | None = None, index: IndexChoice = "auto", create=False):
+def _open(
+    path: Path,
+    encoder: str | None = None,
+    index: IndexChoice = "auto",
+    create: bool = False,
+    read_only: bool = False,
+):
     from facerep.tasks.gallery import Gallery
 
-    return Gallery(path, encoder, index=index, create=create)
+    return Gallery(path, encoder, index=index, create=create, read_only=read_only)
 
 
 @gallery_app.command("add")
@@ -60,7 +66,7 @@ def add(
     when some photos gave no face or could not be read (they are listed; the rest are added).
     """
     from facerep.tasks.enrol import enrol_folder
-    from facerep.tasks.labels import check_label
+    from facerep.tasks.gallery.labels import check_label
 
     if label is not None:
         with user_errors():
@@ -136,7 +142,7 @@ def compact(gallery: GalleryArgument) -> None:
 @gallery_app.command("list")
 def list_labels(gallery: GalleryArgument, json: Json = False) -> None:
     """The people in GALLERY and how many faces each has."""
-    with user_errors(), _open(gallery) as opened:
+    with user_errors(), _open(gallery, read_only=True) as opened:
         labels = opened.labels()
     if json:
         print_json(labels)
@@ -147,7 +153,7 @@ def list_labels(gallery: GalleryArgument, json: Json = False) -> None:
 @gallery_app.command("info")
 def info(gallery: GalleryArgument, json: Json = False) -> None:
     """Faces, people, encoder, index kind and size on disk of GALLERY."""
-    with user_errors(), _open(gallery) as opened:
+    with user_errors(), _open(gallery, read_only=True) as opened:
         summary = opened.info()
     if json:
         print_json(summary)

@@ -21,7 +21,8 @@ Status codes:
   shutting down, or a face worker died meanwhile. Both retryable: `Retry-After` says when
   (except while shutting down).
 - 503 `gallery_unavailable`: the gallery's files cannot be read as a gallery (damaged, not a
-  folder) or are of a format this server does not support. Not the client's mistake, so not a
+  folder), cannot be written (a read-only folder), or are of a format this server does not
+  support. Not the client's mistake, so not a
   4xx, and not a bug, so not a 500: it stays so until someone repairs the gallery on the server
   (the reason is in the server log).
 """
@@ -101,13 +102,18 @@ GALLERY_ANSWERS: dict[GalleryErrorKind, tuple[int, str, str]] = {
         "gallery {name!r} is in a format this server does not support; see the server log",
     ),
     "invalid": (422, "invalid_request", "{reason}"),
+    "read_only": (
+        503,
+        "gallery_unavailable",
+        "gallery {name!r} cannot be written on this server; see the server log",
+    ),
 }
 
 
 def gallery_error(error: GalleryError) -> ServiceError:
     """The answer to a GalleryError (its gallery is known to the client by the folder's name)."""
     status, code, message = GALLERY_ANSWERS[error.kind]
-    if error.kind in ("encoder_mismatch", "damaged", "unsupported"):
+    if error.kind in ("encoder_mismatch", "damaged", "unsupported", "read_only"):
         log.warning("gallery error: %s", error)  # the operator must act: they need the reason
     name = error.path.name if error.path is not None else "?"
     return ServiceError(status, code, message.format(name=name, reason=error.reason))

@@ -42,7 +42,9 @@ class FaceService:
     def __init__(self, settings: ServiceSettings, encoder: Encoder):
         self.settings = settings
         self.encoder = encoder
-        self.galleries = GalleryRegistry(Path(settings.gallery_dir), encoder)
+        self.galleries = GalleryRegistry(
+            Path(settings.gallery_dir), encoder, settings.read_only
+        )
         self.batcher = EmbedBatcher(
             encoder.embed, settings.batch_size, settings.batch_wait_ms / 1000
         )

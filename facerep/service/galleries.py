@@ -40,9 +40,10 @@ def check_gallery_name(name: str) -> str:
 class GalleryRegistry:
     """Open galleries by name under `root`, all with the server's encoder."""
 
-    def __init__(self, root: Path, encoder: Encoder):
+    def __init__(self, root: Path, encoder: Encoder, read_only: bool = False):
         self.root = root
         self.encoder = encoder
+        self.read_only = read_only  # a --read-only server opens its galleries without writing
         self._lock = threading.Lock()  # guards the three dicts, never held while opening
         self._open: dict[str, Gallery] = {}
         self._sizes: dict[str, int] = {}  # faces in each open gallery, for /metrics
@@ -68,7 +69,10 @@ class GalleryRegistry:
             # or not created what this caller may create).
             opening.wait()
         try:
-            gallery = Gallery(path, self.encoder, create=create)
+            gallery = Gallery(
+                path, self.encoder, create=create and not self.read_only,
+                read_only=self.read_only,
+            )
             size = len(gallery)
             with self._lock:
                 self._open[name], self._sizes[name] = gallery, size

@@ -18,7 +18,7 @@ from facerep.encoders.photos import largest_face
 from facerep.faces.find import NoFaceError
 from facerep.images import ImageError
 from facerep.tasks.gallery import Gallery
-from facerep.tasks.labels import check_label
+from facerep.tasks.gallery.labels import check_label
 from facerep.types import Face
 
 # Photos embedded, then committed, together: one gallery transaction per batch.

@@ -9,7 +9,7 @@ import pytest
 
 from facerep.tasks.enrol import labelled_photos
 from facerep.tasks.gallery import is_valid_label
-from facerep.tasks.labels import check_label, quote_label
+from facerep.tasks.gallery.labels import check_label, quote_label
 
 REFUSED = [
     "",

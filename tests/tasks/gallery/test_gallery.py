@@ -153,7 +153,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     from facerep.tasks.gallery import Gallery
-    from tests.tasks.test_gallery import FakeEncoder, people
+    from tests.tasks.gallery.test_gallery import FakeEncoder, people
     gallery = Gallery(sys.argv[1], FakeEncoder())
     vectors, _ = people(50, 10)
     for batch in range(50):
@@ -170,7 +170,7 @@ def test_kill_9_during_adds_leaves_a_prefix_of_whole_adds(tmp_path: Path) -> Non
         [sys.executable, "-c", KILL_SCRIPT, str(path)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
     )
     committed = -1
     while committed < 12:
@@ -239,7 +239,7 @@ def test_enrolled_finds_sources_through_an_index(tmp_path: Path) -> None:
     }
     assert gallery.enrolled([]) == set()
     # enrol_folder asks once per batch: a scan of every face each time grows with the gallery.
-    plan = gallery._db.execute(
+    plan = gallery._database.db.execute(
         "EXPLAIN QUERY PLAN SELECT source, label FROM faces WHERE source IN (?, ?)", ("a", "b")
     ).fetchall()
     assert "USING INDEX faces_source" in str(plan)
@@ -252,7 +252,7 @@ def test_lookups_of_many_ids_or_sources_are_not_bounded_by_sqlite_variables(tmp_
     gallery = Gallery(tmp_path / "g", FakeEncoder())
     gallery.add_embeddings(vectors, labels, sources=[f"{i}.jpg" for i in range(50)])
     # Builds differ (32,766 or 250,000 variables); a batch of queries must not depend on it.
-    gallery._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 8)
+    gallery._database.db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 8)
     found = gallery.search_embeddings(vectors, k=5)
     assert [matches[0].id for matches in found] == list(range(1, 51))
     assert all(len(matches) == 5 for matches in found)
@@ -270,3 +270,27 @@ def test_a_gallery_error_keeps_its_fields_and_one_line_message(tmp_path: Path) -
     copy = pickle.loads(pickle.dumps(error))  # crosses process boundaries intact
     fields = (str(error), error.kind, error.path, error.reason)
     assert (str(copy), copy.kind, copy.path, copy.reason) == fields
+
+
+def test_a_gallery_opened_read_only_searches_and_refuses_every_write(tmp_path: Path) -> None:
+    vectors, labels = people(4, 3)
+    with Gallery(tmp_path / "g", FakeEncoder()) as gallery:
+        gallery.add_embeddings(vectors[:6], labels[:6])
+    def files() -> dict[str, tuple[int, int]]:
+        # SQLite's WAL readers may leave -shm/-wal beside a database in a folder they can write
+        kept = [p for p in (tmp_path / "g").iterdir() if not p.name.endswith(("-shm", "-wal"))]
+        return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in kept}
+
+    before = files()
+    with pytest.raises(GalleryError, match="no gallery here"):
+        Gallery(tmp_path / "new", FakeEncoder(), read_only=True)
+    with Gallery(tmp_path / "g", read_only=True) as reader:
+        assert reader.search_embedding(vectors[0], 1)[0].label == labels[0]
+        assert len(reader) == 6 and reader.info()["faces"] == 6
+        for write in (lambda: reader.add_embeddings(vectors[6:7], labels[6:7]),
+                      lambda: reader.remove(labels[0]), reader.compact, reader.save_index):
+            with pytest.raises(GalleryError) as error:
+                write()
+            assert error.value.kind == "read_only"
+    assert files() == before
+    assert not (tmp_path / "new").exists()

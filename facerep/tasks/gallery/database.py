@@ -1,0 +1,258 @@
+"""A gallery's SQLite database: the schema, the connection's settings and every query.
+
+The database is the source of truth: one row per face (label, source, box, vector) and the
+encoder that made the vectors. One transaction per add, so a crash (even kill -9) leaves a
+prefix of the adds and never a vector without its metadata. WAL journal, so readers in other
+processes never block on the writer; `secure_delete`, so a removed row's bytes are zeroed.
+A gallery opened read-only (a user who may only read it) never writes a byte.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+
+from facerep.tasks.gallery.errors import GalleryError
+from facerep.types import Box
+
+DB_FILE = "gallery.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a removed id is never reused
+    label TEXT NOT NULL,
+    source TEXT,
+    box TEXT,
+    added REAL NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_label ON faces (label);
+-- enrol_folder asks which of each batch's photos are in already: without it, a full scan per batch
+CREATE INDEX IF NOT EXISTS faces_source ON faces (source);
+CREATE TABLE IF NOT EXISTS removed (id INTEGER PRIMARY KEY);
+"""
+_FACE_COLUMNS = "id, label, source, box, added"  # a GalleryFace, in its field order
+# `IN` over one JSON array parameter: a list of any length, where one `?` per item would stop at
+# SQLite's variable limit (32,766 in many builds) for a large batch of queries.
+_IN_LIST = "(SELECT value FROM json_each(?))"
+
+
+@dataclass(frozen=True)
+class GalleryFace:
+    """One enrolled face's metadata."""
+
+    id: int
+    label: str
+    source: str | None
+    box: Box | None
+    added: float
+
+
+class GalleryDatabase:
+    """The connection to one gallery's `gallery.sqlite`; used by one thread at a time.
+
+    Args:
+        folder: the gallery folder.
+        create: make the folder and database when they do not exist (else GalleryError).
+        read_only: open without writing anything (no schema, no journal change).
+    """
+
+    def __init__(self, folder: Path, create: bool, read_only: bool = False):
+        self.folder, self.read_only = folder, read_only
+        path = folder / DB_FILE
+        if not path.is_file():
+            if not create or read_only:
+                raise GalleryError(f"no gallery here (no {DB_FILE})", "not_found", folder)
+            if folder.exists() and not folder.is_dir():
+                raise GalleryError("exists and is not a folder", "damaged", folder)
+            folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+        if not read_only and not writable:
+            raise GalleryError(
+                "cannot be written here (a read-only folder or file); search, list and info "
+                "still work, as they only read",
+                "read_only",
+                folder,
+            )
+        self.db = self._connect(path)
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        try:
+            db = _open_read_only(path) if self.read_only else _open_for_writing(path)
+        except sqlite3.DatabaseError as e:
+            raise GalleryError(f"not a readable gallery ({e})", "damaged", self.folder) from None
+        return db
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.db.close()
+
+    # ---- transactions and meta -----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; rolled back whole on any error."""
+        if self.read_only:
+            raise GalleryError("opened read-only: cannot write", "read_only", self.folder)
+        # IMMEDIATE: take the write lock up front, so concurrent writers queue instead of
+        # failing halfway with SQLITE_BUSY.
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def meta(self) -> dict[str, str]:
+        """Every meta row: the encoder's identity, the format and the index epoch."""
+        return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+
+    def write_meta(self, rows: dict[str, str]) -> None:
+        """Store meta rows that are not there yet."""
+        with self.transaction():
+            self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", rows.items())
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (SQLite's `data_version`)."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    # ---- faces ---------------------------------------------------------------------------
+
+    def insert_faces(
+        self,
+        labels: Sequence[str],
+        sources: Sequence[str | None],
+        boxes: Sequence[Box | None],
+        vectors: np.ndarray,
+    ) -> list[int]:
+        """Insert faces in one transaction; returns their new ids."""
+        now = time.time()
+        with self.transaction():
+            return [
+                self.db.execute(
+                    "INSERT INTO faces (label, source, box, added, vector) VALUES (?, ?, ?, ?, ?)",
+                    (label, source, _box_json(box), now, vector.tobytes()),
+                ).lastrowid
+                for label, source, box, vector in zip(labels, sources, boxes, vectors, strict=True)
+            ]
+
+    def remove_faces(self, column: str, target: int | str) -> list[int]:
+        """Delete the faces whose `column` ("id" or "label") is `target`, tombstoning their ids."""
+        with self.transaction():
+            ids = [
+                row[0]
+                for row in self.db.execute(f"SELECT id FROM faces WHERE {column} = ?", (target,))
+            ]
+            self.db.executemany("INSERT OR IGNORE INTO removed VALUES (?)", [(i,) for i in ids])
+            self.db.executemany("DELETE FROM faces WHERE id = ?", [(i,) for i in ids])
+        return ids
+
+    def rows_after(self, last_id: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids `[M]` and vectors `[M, dim]` of every face with an id above `last_id`, in order."""
+        rows = self.db.execute(
+            "SELECT id, vector FROM faces WHERE id > ? ORDER BY id", (last_id,)
+        ).fetchall()
+        ids = np.array([row[0] for row in rows], dtype=np.int64)
+        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
+        return ids, vectors.reshape(-1, dim)
+
+    def removed_ids(self) -> np.ndarray:
+        """The tombstoned ids the index may still hold (until compaction)."""
+        rows = self.db.execute("SELECT id FROM removed").fetchall()
+        return np.array([row[0] for row in rows], dtype=np.int64)
+
+    def start_epoch(self, epoch: int) -> None:
+        """After compaction: no tombstones left, and index files of older epochs are void."""
+        with self.transaction():
+            self.db.execute("DELETE FROM removed")
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (str(epoch),))
+
+    def erase_free_pages(self) -> None:
+        """Rewrite the file from live rows only and empty the WAL, which may still hold pages
+        written before a removal."""
+        self.db.execute("VACUUM")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def count(self, what: str = "*") -> int:
+        """`COUNT(what)` over the faces (e.g. `DISTINCT label`)."""
+        return self.db.execute(f"SELECT COUNT({what}) FROM faces").fetchone()[0]
+
+    def labels(self) -> dict[str, int]:
+        """Each label with how many faces it has, by label."""
+        rows = self.db.execute("SELECT label, COUNT(*) FROM faces GROUP BY label ORDER BY label")
+        return dict(rows.fetchall())
+
+    def faces(self, label: str | None = None) -> list[GalleryFace]:
+        """The enrolled faces (of one label, or all), oldest first."""
+        query, args = f"SELECT {_FACE_COLUMNS} FROM faces", ()
+        if label is not None:
+            query, args = query + " WHERE label = ?", (label,)
+        return [_gallery_face(row) for row in self.db.execute(query + " ORDER BY id", args)]
+
+    def faces_by_id(self, ids: Iterable[int]) -> list[GalleryFace]:
+        """The faces with these ids (those still enrolled)."""
+        rows = self.db.execute(
+            f"SELECT {_FACE_COLUMNS} FROM faces WHERE id IN {_IN_LIST}", (json.dumps(list(ids)),)
+        )
+        return [_gallery_face(row) for row in rows]
+
+    def enrolled(self, sources: Iterable[str]) -> set[tuple[str, str]]:
+        """The (source, label) pairs already in the gallery among `sources`."""
+        rows = self.db.execute(
+            f"SELECT source, label FROM faces WHERE source IN {_IN_LIST}",
+            (json.dumps(list(sources)),),
+        )
+        return set(rows.fetchall())
+
+
+def _open_for_writing(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed add survives power loss, not only a killed process.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA secure_delete=ON")
+        db.executescript(SCHEMA)
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing, even where the folder cannot be written.
+
+    A WAL database's readers need its `-shm` file; where it is absent (the last writer closed
+    cleanly, so there is no `-wal` either) and cannot be made, the file is read as immutable.
+    """
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    for suffix in ("", "&immutable=1"):
+        db = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False, timeout=60)
+        try:
+            db.execute("SELECT COUNT(*) FROM meta").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            if suffix or Path(f"{path}-wal").exists():
+                raise
+    raise AssertionError("unreachable")
+
+
+def _box_json(box: Box | None) -> str | None:
+    return None if box is None else json.dumps(box.as_list())
+
+
+def _gallery_face(row: tuple) -> GalleryFace:
+    face_id, label, source, box, added = row
+    return GalleryFace(face_id, label, source, Box(*json.loads(box)) if box else None, added)
