@@ -115,7 +115,7 @@ def cluster(
     from facerep.tasks.cluster import check_out_folder, person_folder, write_clusters
 
     with user_errors():
-        check_out_folder(out, overwrite)  # before minutes of clustering, not after
+        check_out_folder(out, overwrite, [folder])  # before minutes of clustering, not after
     with user_errors(), progress_bar("cluster", quiet or json) as on_progress:
         clustering = cluster_faces(folder, encoder, threshold=threshold, on_progress=on_progress)
         write_clusters(clustering, out, "copy" if copy else "symlink", overwrite=overwrite)

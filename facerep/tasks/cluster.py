@@ -25,6 +25,7 @@ from facerep.encoders.base import Encoder
 from facerep.eval.clustering import cluster_embeddings
 from facerep.faces.dlib_models import DetectorName
 from facerep.images import ImageError, ImageSource, describe_source
+from facerep.outputs import check_output, mark_output
 from facerep.types import Box
 
 UNMATCHED = -1
@@ -132,13 +133,11 @@ def person_folder(cluster: int) -> str:
     return "unmatched" if cluster == UNMATCHED else f"person-{cluster + 1:03d}"
 
 
-def check_out_folder(out: str | Path, overwrite: bool = False) -> None:
-    """Raise FileExistsError unless `out` is absent, an empty folder, or may be overwritten."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: already exists and is not empty (pass --overwrite)")
+def check_out_folder(
+    out: str | Path, overwrite: bool = False, inputs: Sequence[str | Path] = ()
+) -> None:
+    """Raise OutputError unless `out` may hold the clusters of `inputs` (see facerep.outputs)."""
+    check_output(out, inputs, kind="cluster", overwrite=overwrite)
 
 
 def write_clusters(
@@ -148,13 +147,16 @@ def write_clusters(
     failures.csv; the folder appears whole or not at all.
 
     Raises:
-        FileExistsError: `out` is a file, or a folder with content and `overwrite` is False.
+        OutputError: `out` is a file, holds a photo, or has content facerep did not write, or
+            content at all and `overwrite` is False.
     """
     out = Path(out)
-    check_out_folder(out, overwrite)
+    sources = [face.source for face in clustering.faces] + [s for s, _ in clustering.failures]
+    check_out_folder(out, overwrite, sources)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        mark_output(staging, "cluster")
         rows = _place_photos(clustering, staging, mode)
         _write_csv(
             staging / "clusters.csv",

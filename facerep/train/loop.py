@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from facerep.files import atomic_write
 from facerep.models.masking import PatchMask, make_mask
 from facerep.models.registry import create_model
+from facerep.outputs import claim_output
 from facerep.train.augment import augment, sample_augment
 from facerep.train.checkpoint import (
     CONFIG_FILE,
@@ -122,6 +123,7 @@ def pretrain(
         TrainingDiverged: the loss became NaN or infinite.
         ValueError: bad datasets, model name or batch size.
     """
+    claim_output(config.out, config.datasets, kind="pretrain", overwrite=overwrite)
     if not resume and not overwrite and (Path(config.out) / CONFIG_FILE).exists():
         raise ValueError(
             f"{config.out} already holds a run: resume it, or pass a new --out "

@@ -98,3 +98,20 @@ def test_unwritable_output_and_damaged_manifest_are_one_line_errors(tmp_path: Pa
     info = facerep("info", str(damaged))
     assert info.returncode == 2 and "damaged manifest" in info.stderr
     assert "Traceback" not in info.stderr
+
+
+def test_prepare_never_writes_into_its_source_or_a_foreign_folder(
+    tmp_path: Path, lfw_faces: np.ndarray
+) -> None:
+    src = write_face_folder(tmp_path / "src", lfw_faces[:2], per_identity=2)
+    inside = facerep("prepare", str(src), str(src / "id0" / "data"), "-q")
+    assert inside.returncode == 2 and "is inside the input" in inside.stderr
+    assert inside.stderr.count("\n") == 1 and not (src / "id0" / "data").exists()
+    around = facerep("prepare", str(src), str(tmp_path), "-q")
+    assert around.returncode == 2 and "contains the input" in around.stderr
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "report.csv").write_text("the user's own report")
+    refused = facerep("prepare", str(src), str(foreign), "-q")
+    assert refused.returncode == 2 and "not written by facerep prepare" in refused.stderr
+    assert (foreign / "report.csv").read_text() == "the user's own report"

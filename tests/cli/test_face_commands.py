@@ -126,3 +126,58 @@ def test_calibrate_then_verify_with_a_run(
     assert json.loads(verdict.stdout)["threshold"] == calibration["threshold"]
     too_strict = facerep("calibrate", str(folder), "-e", str(run), "--far", "1e-5")
     assert too_strict.returncode == 2 and "impostor pairs" in too_strict.stderr
+
+
+@pytest.fixture
+def copied_photos(shared_data: Path, tmp_path: Path) -> Path:
+    """The issue's folder: copies (not links) of 3 photos of s1 and 2 of s2 in x/."""
+    import shutil
+
+    for person, numbers in (("s1", (1, 2, 3)), ("s2", (1, 2))):
+        (tmp_path / "x" / person).mkdir(parents=True)
+        for n in numbers:
+            shutil.copy(shared_data / "orl" / person / f"{n}.pgm", tmp_path / "x" / person)
+    return tmp_path / "x"
+
+
+def _photo_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.pgm") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    ("out", "reason"),
+    [("x", "is the input"), (".", "contains the input"), ("x/by-person", "is inside the input")],
+)
+def test_cluster_never_writes_over_or_into_its_photos(
+    copied_photos: Path, tmp_path: Path, out: str, reason: str
+) -> None:
+    before = _photo_files(copied_photos)
+    result = facerep("cluster", str(copied_photos), "--out", str(tmp_path / out), "--overwrite")
+    assert result.returncode == 2 and reason in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert _photo_files(copied_photos) == before == [
+        "s1/1.pgm", "s1/2.pgm", "s1/3.pgm", "s2/1.pgm", "s2/2.pgm"
+    ]
+    assert not (copied_photos / "by-person").exists()
+
+
+def test_cluster_overwrite_replaces_only_its_own_output(
+    copied_photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "by-person"
+    assert facerep("cluster", str(copied_photos), "--out", str(out), "-q").returncode == 0
+    again = facerep("cluster", str(copied_photos), "--out", str(out), "--overwrite", "--copy")
+    assert again.returncode == 0, again.stderr
+    assert (out / "clusters.csv").is_file() and not (out / "person-001" / "1.pgm").is_symlink()
+
+    (out / "notes.txt").write_text("the user's own file")
+    kept = facerep("cluster", str(copied_photos), "--out", str(out), "--overwrite")
+    assert kept.returncode == 2 and "notes.txt was not written by facerep" in kept.stderr
+    assert (out / "notes.txt").read_text() == "the user's own file"
+
+    foreign = tmp_path / "holiday"
+    foreign.mkdir()
+    (foreign / "beach.jpg").write_bytes(b"not facerep's")
+    refused = facerep("cluster", str(copied_photos), "--out", str(foreign), "--overwrite")
+    assert refused.returncode == 2 and "not written by facerep cluster" in refused.stderr
+    assert (foreign / "beach.jpg").read_bytes() == b"not facerep's"

@@ -50,3 +50,18 @@ def test_list_models_shows_aliases() -> None:
     result = facerep("list-models", "mae_vit_tiny*")
     assert result.returncode == 0
     assert "mae_vit_tiny_p8_64  (alias: vit-tiny)" in result.stdout
+
+
+def test_pretrain_never_writes_into_a_dataset_or_over_foreign_files(
+    lfw_dataset: Path, tmp_path: Path
+) -> None:
+    inside = facerep("pretrain", str(lfw_dataset), "--out", str(lfw_dataset / "run"))
+    assert inside.returncode == 2 and "is inside the input" in inside.stderr
+    assert not (lfw_dataset / "run").exists()
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"the": "user\'s own"}')
+    refused = facerep("pretrain", str(lfw_dataset), "--out", str(foreign), "--overwrite")
+    assert refused.returncode == 2 and "not written by facerep pretrain" in refused.stderr
+    assert (foreign / "config.json").read_text() == '{"the": "user\'s own"}'
+    assert refused.stderr.count("\n") == 1
