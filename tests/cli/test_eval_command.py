@@ -108,3 +108,11 @@ def test_eval_refuses_its_output_before_the_work(orl_small: Path, tmp_path: Path
     inside = facerep("eval", str(orl_small), "-e", "pixels", "--out", str(orl_small / "r"))
     assert inside.returncode == 2 and "is inside the input" in inside.stderr
 
+
+def test_too_few_identities_is_a_user_level_message(orl_small: Path, tmp_path: Path) -> None:
+    # 12 identities, 95% for training: one held-out person has no impostor pairs.
+    result = facerep("eval", str(orl_small), "-e", "pixels", "--train-fraction", "0.95",
+                     "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "too few held-out identities" in result.stderr
+    assert "make_pairs" not in result.stderr and "max_genuine" not in result.stderr
+    assert "lower train fraction" in result.stderr and not (tmp_path / "r").exists()
