@@ -14,3 +14,18 @@ def test_verdict_between_two_embeddings() -> None:
     assert verdict.distance == pytest.approx(0.4) and verdict.same  # within the threshold: same
     assert not Verdict.between(a, b, threshold=0.39).same
     assert Verdict.between(a, -a, threshold=1.0).distance == pytest.approx(2.0)
+
+
+def test_a_failure_is_a_source_reason_pair_that_knows_if_it_was_unreadable() -> None:
+    import pickle
+
+    from facerep.faces.find import NoFaceError
+    from facerep.images import ImageError
+    from facerep.types import Failure, count_unreadable
+
+    corrupt = Failure.of("a.jpg", ImageError("a.jpg", "not an image", "corrupt"))
+    faceless = Failure.of("b.png", NoFaceError("b.png"))
+    source, reason = corrupt
+    assert (source, reason) == ("a.jpg", "not an image") and faceless == ("b.png", "no face found")
+    assert pickle.loads(pickle.dumps(corrupt)).unreadable is True
+    assert count_unreadable([corrupt, faceless, ("c.png", "plain pair")]) == 1

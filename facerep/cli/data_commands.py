@@ -13,6 +13,7 @@ from facerep.cli.output import (
     UsageError,
     console,
     console_err,
+    exit_for,
     print_json,
     print_table,
     progress_bar,
@@ -94,8 +95,7 @@ def prepare(
     except (ValueError, DatasetError) as e:
         raise UsageError(str(e)) from None
     _show_summary(summary, quiet, json)
-    if any(status in summary.outcomes for status in ERROR_STATUSES):
-        raise typer.Exit(1)
+    exit_for(sum(summary.outcomes[status] for status in ERROR_STATUSES))
 
 
 def _show_summary(summary: PrepareSummary, quiet: bool, json: bool) -> None:

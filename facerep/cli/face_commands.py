@@ -12,11 +12,13 @@ from facerep.cli.output import (
     Quiet,
     console,
     console_err,
+    exit_for,
     print_json,
     print_table,
     progress_bar,
     user_errors,
 )
+from facerep.types import count_unreadable
 
 EncoderOption = Annotated[
     str,
@@ -131,13 +133,31 @@ def cluster(
                 "failures": [{"source": s, "reason": r} for s, r in clustering.failures],
             }
         )
+    else:
+        _say_clustered(clustering, sizes, folder, out, quiet)
+    exit_for(count_unreadable(clustering.failures))
+
+
+def _say_clustered(clustering, sizes: dict[str, int], folder: Path, out: Path, quiet: bool):
+    """Photos that could not be read (stderr), then what was found and where it went."""
+    for source, reason in [f for f in clustering.failures if getattr(f, "unreadable", False)]:
+        console_err.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False)
+    if quiet:
         return
-    if not quiet:
-        console.print(
-            f"{len(clustering.faces)} faces: {len(sizes)} people, "
-            f"{len(clustering.unmatched())} unmatched; {len(clustering.failures)} photos without "
-            f"a face (see {out / 'failures.csv'}). Written to {out}."
+    failed = len(clustering.failures)
+    if not clustering.faces:
+        found = (
+            f"no faces found in {failed} photos (see {out / 'failures.csv'})"
+            if failed
+            else "no photos found"
         )
+        console.print(f"{folder}: {found}. Wrote an empty result to {out}.")
+        return
+    console.print(
+        f"{len(clustering.faces)} faces: {len(sizes)} people, {len(clustering.unmatched())} "
+        f"unmatched; {failed} photos without a face (see {out / 'failures.csv'}). "
+        f"Written to {out}."
+    )
 
 
 def calibrate(
@@ -180,15 +200,18 @@ def calibrate(
         result = calibrate_encoder(chosen, embeddings, identities, far, str(dataset))
     if json:
         print_json({**vars(result), "stored": str(calibration_path(chosen))})
+        exit_for(count_unreadable(failures))
         return
     for source, reason in failures:
         console_err.print(f"[yellow]skipped[/yellow] {source}: {reason}", highlight=False)
-    console.print(
-        f"{chosen.name}: threshold {result.threshold:.4f} (cosine distance) at FAR "
-        f"{result.far:.2e} (target {far:g}), TAR {result.tar:.4f}; {result.genuine_pairs} "
-        f"genuine and {result.impostor_pairs} impostor pairs from {result.faces} faces of "
-        f"{result.identities} identities. Stored in {calibration_path(chosen)}."
-    )
+    if not quiet:
+        console.print(
+            f"{chosen.name}: threshold {result.threshold:.4f} (cosine distance) at FAR "
+            f"{result.far:.2e} (target {far:g}), TAR {result.tar:.4f}; {result.genuine_pairs} "
+            f"genuine and {result.impostor_pairs} impostor pairs from {result.faces} faces of "
+            f"{result.identities} identities. Stored in {calibration_path(chosen)}."
+        )
+    exit_for(count_unreadable(failures))
 
 
 def register(app: typer.Typer) -> None:

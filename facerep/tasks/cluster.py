@@ -26,7 +26,7 @@ from facerep.eval.clustering import cluster_embeddings
 from facerep.faces.dlib_models import DetectorName
 from facerep.images import ImageError, ImageSource, describe_source
 from facerep.outputs import check_output, mark_output
-from facerep.types import Box
+from facerep.types import Box, Failure
 
 UNMATCHED = -1
 # A person needs two faces to be recognised as someone; one face alone matches nobody.
@@ -90,17 +90,19 @@ def cluster_photos(
         try:
             found = embed(photo, encoder, detector=detector)
         except ImageError as e:
-            failures.append((name, e.reason))
+            failures.append(Failure.of(name, e))
             found = []
         else:
             if not found:
-                failures.append((name, "no face found"))
+                failures.append(Failure(name, "no face found"))
         for index, face in enumerate(found):
             faces.append((name, index, face.box))
             vectors.append(face.embedding)
         if on_progress is not None:
             on_progress(done, len(photos))
-    labels = _person_labels(np.array(vectors).reshape(len(vectors), -1), threshold)
+    # No face at all (an empty folder, only corrupt or faceless photos): an empty result.
+    matrix = np.array(vectors).reshape(len(vectors), -1 if vectors else 0)
+    labels = _person_labels(matrix, threshold)
     clustered = [
         ClusteredFace(name, index, box, int(label))
         for (name, index, box), label in zip(faces, labels, strict=True)
