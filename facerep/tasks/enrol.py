@@ -83,7 +83,8 @@ def embed_photos(
             labels.append(label)
         if on_progress is not None:
             on_progress(done, len(photos))
-    return np.array(vectors).reshape(len(vectors), -1), np.array(labels, dtype=object), failures
+    matrix = np.array(vectors).reshape(len(vectors), -1 if vectors else 0)  # none: [0, 0]
+    return matrix, np.array(labels, dtype=object), failures
 
 
 def enrol_folder(

@@ -228,3 +228,12 @@ def test_one_exit_code_rule_for_every_command(
         result = facerep(*args, "-q")
         assert result.returncode == expected, (name, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_calibrate_on_photos_without_faces_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "people"
+    folder.mkdir()
+    _unusable_photos(folder / "bob")
+    result = facerep("calibrate", str(folder), "--all-identities", "-q")
+    assert result.returncode == 2 and "reshape" not in result.stderr
+    assert result.stderr.strip().endswith("calibration needs an identity with two or more faces")
