@@ -32,6 +32,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: it wraps to any terminal width, where rich's option tables cut
+    # option names at 80 columns (--detect-worke...) and label every flag <bool>.
+    rich_markup_mode=None,
 )
 data_commands.register(app)
 pretrain_command.register(app)

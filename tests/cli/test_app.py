@@ -115,3 +115,26 @@ def test_prepare_never_writes_into_its_source_or_a_foreign_folder(
     refused = facerep("prepare", str(src), str(foreign), "-q")
     assert refused.returncode == 2 and "not written by facerep prepare" in refused.stderr
     assert (foreign / "report.csv").read_text() == "the user's own report"
+
+
+COMMANDS = [["prepare"], ["info"], ["pretrain"], ["list-models"], ["eval"], ["verify"],
+            ["search"], ["cluster"], ["calibrate"], ["serve"], ["gallery", "add"],
+            ["gallery", "remove"], ["gallery", "list"], ["gallery", "info"],
+            ["gallery", "compact"]]
+
+
+def test_help_fits_80_columns_whole() -> None:
+    # Every option name appears whole; flags are flags, not "<bool>" options.
+    import os
+
+    env = {**os.environ, "COLUMNS": "80"}
+    for command in COMMANDS:
+        result = subprocess.run([sys.executable, "-m", "facerep", *command, "--help"],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, command
+        lines = result.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80, command
+        assert "…" not in result.stdout and "<bool>" not in result.stdout, command
+    serve = subprocess.run([sys.executable, "-m", "facerep", "serve", "--help"],
+                           capture_output=True, text=True, env=env, timeout=60).stdout
+    assert "--detect-workers" in serve and "--insecure-local" in serve
