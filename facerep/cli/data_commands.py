@@ -153,6 +153,7 @@ def info(
             ", ".join(f"{n} {k}" for k, n in summary["failures_by_reason"].items()) or "0",
         ),
         ("duplicates", summary["duplicates"]),
+        ("ignored (not image names)", summary["ignored"]),
         ("splits", ", ".join(f"{k}: {n}" for k, n in summary["splits"].items()) or "-"),
         ("crop size", f"{summary['size']}x{summary['size']}"),
         ("detector", summary["detector"]),

@@ -51,6 +51,16 @@ def test_prepare_builtin_sample_then_info_json(tmp_path: Path) -> None:
     assert table.returncode == 0 and "identities" in table.stdout and "duplicates" in table.stdout
 
 
+def test_info_counts_the_ignored_files_prepare_reported(tmp_path: Path, lfw_faces) -> None:
+    src = write_face_folder(tmp_path / "src", lfw_faces[:2], per_identity=2)
+    (src / "id0" / "notes.txt").write_text("not a photo")
+    prepared = facerep("prepare", str(src), str(tmp_path / "out"), "--size", "32", "--json")
+    assert json.loads(prepared.stdout)["outcomes"]["ignored"] == 1
+    table = facerep("info", str(tmp_path / "out")).stdout
+    [row] = [line for line in table.splitlines() if "ignored (not image names)" in line]
+    assert row.split()[-2] == "1"
+
+
 def test_prepare_json_and_exit_1_when_some_inputs_fail(
     tmp_path: Path, lfw_faces: np.ndarray
 ) -> None:
