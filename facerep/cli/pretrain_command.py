@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json as jsonlib
+import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -191,7 +193,13 @@ def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
     console.print(f"run: {result.run}")
     console.print(f"reconstructions: {result.run / 'reconstructions.png'}")
     console.print(f"loss curve: {result.run / 'loss_curve.png'}")
-    console.print(f"TensorBoard: tensorboard --logdir {result.run / 'tb'}")
+    # The tensorboard beside this Python (.venv/bin), which the shell's PATH may not have.
+    beside = Path(sys.executable).parent / "tensorboard"
+    tensorboard = "tensorboard"
+    if beside.exists():
+        relative = os.path.relpath(beside)
+        tensorboard = str(beside) if relative.startswith("..") else relative
+    console.print(f"TensorBoard: {tensorboard} --logdir {result.run / 'tb'}")
 
 
 def list_models_command(

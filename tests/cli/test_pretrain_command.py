@@ -35,6 +35,10 @@ def test_pretrain_human_output_names_the_figures(lfw_dataset: Path, tmp_path: Pa
                      "vit-test", "--epochs", "2", "--batch-size", "16")
     assert result.returncode == 0, result.stderr
     assert "reconstructions.png" in result.stdout and "loss_curve.png" in result.stdout
+    # The TensorBoard hint names a program that exists, not one the PATH may lack.
+    [hint] = [line for line in result.stdout.splitlines() if line.startswith("TensorBoard: ")]
+    program = hint.split()[1]
+    assert Path(program).is_file() and Path(program).name == "tensorboard", hint
 
 
 def test_pretrain_usage_errors(lfw_dataset: Path, tmp_path: Path) -> None:
