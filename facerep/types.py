@@ -122,3 +122,31 @@ class Match:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "distance", clamp_distance(self.distance))
+
+class Failure(tuple):
+    """A photo that gave no result: the pair `(source, reason)`, plus whether it could not be
+    read at all (corrupt, unreadable, refused: `unreadable`) rather than read and found to hold
+    no face. A pair, so `for source, reason in failures` and CSV rows see just the two.
+    """
+
+    unreadable: bool
+
+    def __new__(cls, source: str, reason: str, unreadable: bool = False) -> Failure:
+        failure = super().__new__(cls, (source, reason))
+        failure.unreadable = unreadable
+        return failure
+
+    def __getnewargs__(self) -> tuple[str, str, bool]:  # pickled whole, like ImageError
+        return (self[0], self[1], self.unreadable)
+
+    @classmethod
+    def of(cls, source: str, error: Exception) -> Failure:
+        """The failure an ImageError (unreadable) or a NoFaceError (read, no face) stands for."""
+        from facerep.images import ImageError
+
+        return cls(source, getattr(error, "reason", str(error)), isinstance(error, ImageError))
+
+
+def count_unreadable(failures: list) -> int:
+    """How many of `failures` could not be read at all (plain pairs count as readable)."""
+    return sum(getattr(failure, "unreadable", False) for failure in failures)

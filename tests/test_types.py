@@ -28,3 +28,16 @@ def test_distances_stay_in_0_to_2_however_the_floats_round() -> None:
     assert opposite.distance == 2.0
     assert Match(id=1, label="ann", distance=-3.6e-09).distance == 0.0
     assert Match(id=1, label="ann", distance=2.0000002).distance == 2.0
+def test_a_failure_is_a_source_reason_pair_that_knows_if_it_was_unreadable() -> None:
+    import pickle
+
+    from facerep.faces.find import NoFaceError
+    from facerep.images import ImageError
+    from facerep.types import Failure, count_unreadable
+
+    corrupt = Failure.of("a.jpg", ImageError("a.jpg", "not an image", "corrupt"))
+    faceless = Failure.of("b.png", NoFaceError("b.png"))
+    source, reason = corrupt
+    assert (source, reason) == ("a.jpg", "not an image") and faceless == ("b.png", "no face found")
+    assert pickle.loads(pickle.dumps(corrupt)).unreadable is True
+    assert count_unreadable([corrupt, faceless, ("c.png", "plain pair")]) == 1

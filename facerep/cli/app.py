@@ -1,7 +1,8 @@
 """`facerep` command-line entry point.
 
-Exit codes: 0 success, 1 when some inputs failed (the rest were processed), 2 on usage errors
-(bad arguments, missing source, a dataset folder that does not fit the request).
+Exit codes (`output.EXIT_*`, the same for every command): 0 success, 1 when some inputs could
+not be read (corrupt, unreadable, refused; the rest were processed), 2 on usage errors (bad
+arguments, missing source, an output folder facerep must not write, a dataset that does not fit).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from facerep.cli import (
     pretrain_command,
     serve_command,
 )
-from facerep.cli.output import UsageError, console_err, escape
+from facerep.cli.output import EXIT_USAGE, UsageError, console_err, escape
 
 app = typer.Typer(
     name="facerep",
@@ -31,6 +32,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: it wraps to any terminal width, where rich's option tables cut
+    # option names at 80 columns (--detect-worke...) and label every flag <bool>.
+    rich_markup_mode=None,
 )
 data_commands.register(app)
 pretrain_command.register(app)
@@ -46,9 +50,9 @@ def main() -> None:
         app()
     except UsageError as e:
         console_err.print(f"[red]error:[/red] {escape(e)}", highlight=False)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)
     except OSError as e:  # an unwritable --out, a full disk: the user's to fix, not a bug
         where = f"{e.filename}: " if e.filename else ""
         message = escape(f"{where}{e.strerror or e}")
         console_err.print(f"[red]error:[/red] {message}", highlight=False)
-        sys.exit(2)
+        sys.exit(EXIT_USAGE)

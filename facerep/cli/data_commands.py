@@ -14,6 +14,7 @@ from facerep.cli.output import (
     console,
     console_err,
     escape,
+    exit_for,
     print_json,
     print_table,
     progress_bar,
@@ -95,8 +96,7 @@ def prepare(
     except (ValueError, DatasetError) as e:
         raise UsageError(str(e)) from None
     _show_summary(summary, quiet, json)
-    if any(status in summary.outcomes for status in ERROR_STATUSES):
-        raise typer.Exit(1)
+    exit_for(sum(summary.outcomes[status] for status in ERROR_STATUSES))
 
 
 def _show_summary(summary: PrepareSummary, quiet: bool, json: bool) -> None:
@@ -154,6 +154,7 @@ def info(
             ", ".join(f"{n} {k}" for k, n in summary["failures_by_reason"].items()) or "0",
         ),
         ("duplicates", summary["duplicates"]),
+        ("ignored (not image names)", summary["ignored"]),
         ("splits", ", ".join(f"{k}: {n}" for k, n in summary["splits"].items()) or "-"),
         ("crop size", f"{summary['size']}x{summary['size']}"),
         ("detector", summary["detector"]),

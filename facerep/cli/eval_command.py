@@ -79,7 +79,10 @@ def eval_command(
     report.md, report.html, ROC curves, t-SNE maps and nearest-neighbour strips.
     """
     from facerep.eval import harness, report
+    from facerep.outputs import check_output
 
+    with user_errors():  # before the evaluation, not after it
+        check_output(out, [dataset, *encoder, *filter(None, [pairs, attributes])], kind="eval")
     if attributes is not None:
         with user_errors():
             probe_data = harness.load_attribute_data(dataset, attributes, attribute, seed=seed)

@@ -13,12 +13,14 @@ from facerep.cli.output import (
     console,
     console_err,
     escape,
+    exit_for,
     format_distance,
     print_json,
     print_table,
     progress_bar,
     user_errors,
 )
+from facerep.types import count_unreadable
 
 EncoderOption = Annotated[
     str,
@@ -119,7 +121,7 @@ def cluster(
     from facerep.tasks.cluster import check_out_folder, person_folder, write_clusters
 
     with user_errors():
-        check_out_folder(out, overwrite)  # before minutes of clustering, not after
+        check_out_folder(out, overwrite, [folder])  # before minutes of clustering, not after
     with user_errors(), progress_bar("cluster", quiet or json) as on_progress:
         clustering = cluster_faces(folder, encoder, threshold=threshold, on_progress=on_progress)
         write_clusters(clustering, out, "copy" if copy else "symlink", overwrite=overwrite)
@@ -135,13 +137,32 @@ def cluster(
                 "failures": [{"source": s, "reason": r} for s, r in clustering.failures],
             }
         )
+    else:
+        _say_clustered(clustering, sizes, folder, out, quiet)
+    exit_for(count_unreadable(clustering.failures))
+
+
+def _say_clustered(clustering, sizes: dict[str, int], folder: Path, out: Path, quiet: bool):
+    """Photos that could not be read (stderr), then what was found and where it went."""
+    for source, reason in [f for f in clustering.failures if getattr(f, "unreadable", False)]:
+        skipped = escape(f"{source}: {reason}")
+        console_err.print(f"[yellow]skipped[/yellow] {skipped}", highlight=False)
+    if quiet:
         return
-    if not quiet:
-        console.print(
-            f"{len(clustering.faces)} faces: {len(sizes)} people, "
-            f"{len(clustering.unmatched())} unmatched; {len(clustering.failures)} photos without "
-            f"a face (see {escape(out / 'failures.csv')}). Written to {escape(out)}."
+    failed = len(clustering.failures)
+    if not clustering.faces:
+        found = (
+            f"no faces found in {failed} photos (see {escape(out / 'failures.csv')})"
+            if failed
+            else "no photos found"
         )
+        console.print(f"{escape(folder)}: {found}. Wrote an empty result to {escape(out)}.")
+        return
+    console.print(
+        f"{len(clustering.faces)} faces: {len(sizes)} people, {len(clustering.unmatched())} "
+        f"unmatched; {failed} photos without a face (see {escape(out / 'failures.csv')}). "
+        f"Written to {escape(out)}."
+    )
 
 
 def calibrate(
@@ -185,17 +206,20 @@ def calibrate(
         result = calibrate_encoder(chosen, embeddings, identities, far, str(dataset))
     if json:
         print_json({**vars(result), "stored": str(calibration_path(chosen))})
+        exit_for(count_unreadable(failures))
         return
     for source, reason in failures:
         skipped = escape(f"{source}: {reason}")
         console_err.print(f"[yellow]skipped[/yellow] {skipped}", highlight=False)
-    threshold = format_distance(result.threshold)
-    console.print(
-        f"{escape(chosen.name)}: threshold {threshold} (cosine distance) at FAR "
-        f"{result.far:.2e} (target {far:g}), TAR {result.tar:.4f}; {result.genuine_pairs} "
-        f"genuine and {result.impostor_pairs} impostor pairs from {result.faces} faces of "
-        f"{result.identities} identities. Stored in {escape(calibration_path(chosen))}."
-    )
+    if not quiet:
+        threshold = format_distance(result.threshold)
+        console.print(
+            f"{escape(chosen.name)}: threshold {threshold} (cosine distance) at FAR "
+            f"{result.far:.2e} (target {far:g}), TAR {result.tar:.4f}; {result.genuine_pairs} "
+            f"genuine and {result.impostor_pairs} impostor pairs from {result.faces} faces of "
+            f"{result.identities} identities. Stored in {escape(calibration_path(chosen))}."
+        )
+    exit_for(count_unreadable(failures))
 
 
 def list_encoders_command() -> None:

@@ -14,12 +14,14 @@ from facerep.cli.output import (
     console,
     console_err,
     escape,
+    exit_for,
     print_json,
     print_table,
     progress_bar,
     user_errors,
 )
 from facerep.tasks.index_policy import IndexChoice
+from facerep.types import count_unreadable
 
 GalleryArgument = Annotated[Path, typer.Argument(help="The gallery folder.")]
 
@@ -62,8 +64,8 @@ def add(
 ) -> None:
     """Enrol the largest face of each photo under FOLDER into GALLERY (created if needed).
 
-    Photos already enrolled are skipped, so a re-run completes an interrupted one. Exit code 1
-    when some photos gave no face or could not be read (they are listed; the rest are added).
+    Photos already enrolled are skipped, so a re-run completes an interrupted one. Photos with
+    no face are listed and skipped; exit code 1 when some could not be read (the rest are added).
     """
     from facerep.tasks.enrol import enrol_folder
     from facerep.tasks.gallery.labels import check_label
@@ -98,8 +100,7 @@ def add(
                 f"({summary.already_enrolled} already enrolled, {len(summary.failures)} "
                 f"skipped); {escape(gallery)} holds {total} faces."
             )
-    if summary.failures:
-        raise typer.Exit(1)
+    exit_for(count_unreadable(summary.failures))
 
 
 @gallery_app.command("remove")

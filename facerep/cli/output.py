@@ -22,6 +22,11 @@ console = Console(soft_wrap=True)
 console_err = Console(stderr=True, soft_wrap=True)
 
 
+# Exit codes, one rule for every command (the README's "Exit codes" table).
+EXIT_OK = 0
+EXIT_UNREADABLE = 1  # the work is done, but some inputs could not be read and were left out
+EXIT_USAGE = 2  # nothing was done: a mistake in the arguments, or an input that does not fit
+
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
 
@@ -59,6 +64,12 @@ def _escaped(c: str) -> str:
     if code < 0x100:
         return f"\\x{code:02x}"
     return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+def exit_for(unreadable: int) -> None:
+    """End a command whose work is done: exit code 1 when `unreadable` inputs (corrupt,
+    unreadable, refused) were left out, else 0. Inputs read and found to hold no face are
+    results, listed in the command's report, not errors."""
+    if unreadable:
+        raise typer.Exit(EXIT_UNREADABLE)
 
 
 def print_table(rows: Iterable[Iterable[object]], *header: str, title: str | None = None) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import json as jsonlib
+import os
+import sys
 from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
@@ -219,7 +221,13 @@ def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
     if result.figure is not None:
         console.print(f"{result.figure.stem}: {result.figure}")
     console.print(f"loss curve: {result.run / 'loss_curve.png'}")
-    console.print(f"TensorBoard: tensorboard --logdir {result.run / 'tb'}")
+    # The tensorboard beside this Python (.venv/bin), which the shell's PATH may not have.
+    beside = Path(sys.executable).parent / "tensorboard"
+    tensorboard = "tensorboard"
+    if beside.exists():
+        relative = os.path.relpath(beside)
+        tensorboard = str(beside) if relative.startswith("..") else relative
+    console.print(f"TensorBoard: {tensorboard} --logdir {result.run / 'tb'}")
 
 
 def list_models_command(

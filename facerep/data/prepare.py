@@ -37,6 +37,7 @@ from facerep.images import (
     load_image,
     read_image_bytes,
 )
+from facerep.outputs import claim_output
 
 FacesPerImage = Literal["auto", "largest", "all"]
 
@@ -123,9 +124,11 @@ def prepare_dataset(
     Raises:
         DatasetError: `out` was prepared with other options (see `PrepareOptions`), or another
             prepare is writing it.
+        OutputError: `out` holds or lies inside `source`, or is a folder of other files.
     """
     options = options or PrepareOptions()
     items, ignored = walk_source(source, layout, split)
+    claim_output(out, [source], kind="prepare")
     summary = PrepareSummary(found=len(items))
     with (
         DatasetWriter(out, options.size, options.meta()) as writer,

@@ -141,7 +141,15 @@ def evaluation_pairs(data: EvalData, lfw_pairs: str | Path | None, seed: int) ->
     """LFW's official pairs when given, else seeded genuine and equal impostor pairs."""
     if lfw_pairs is not None:
         return read_lfw_pairs(lfw_pairs, list(data.sources))
-    return make_pairs(data.identities, seed=seed)
+    try:
+        return make_pairs(data.identities, seed=seed)
+    except ValueError as e:
+        split = data.split
+        raise ValueError(
+            f"{split['dataset']}: too few held-out identities to evaluate "
+            f"({len(split['heldout_identities'])}, with {split['heldout_faces']} faces): {e}; "
+            "hold out more identities (a lower train fraction) or use a dataset with more"
+        ) from None
 
 
 def evaluate_embeddings(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from facerep.files import atomic_write
+from facerep.outputs import claim_output
 
 if TYPE_CHECKING:
     from facerep.eval.harness import EncoderResult, EvalData
@@ -107,8 +108,7 @@ def _format(value: object, fmt: str) -> str:
 
 def write_report(results: list[EncoderResult], data: EvalData, out: str | Path) -> Path:
     """Write results.json, report.md, report.html and the figures into `out`."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output(out, kind="eval")
     payload = {r.name: {**r.metrics, "split": data.split} for r in results}
     with atomic_write(out / "results.json", "w") as f:
         json.dump(payload, f, indent=2, default=float)
@@ -269,8 +269,7 @@ def write_attribute_report(
     results: dict[str, dict[str, dict[str, float]]], source: str, out: str | Path
 ) -> Path:
     """attributes.json and attributes.md: probe accuracy and AUC per encoder and attribute."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output(out, kind="eval")
     with atomic_write(out / "attributes.json", "w") as f:
         json.dump({"labels": source, "results": results}, f, indent=2, default=float)
     lines = [

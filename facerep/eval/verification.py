@@ -66,7 +66,7 @@ def make_pairs(
     rng = np.random.default_rng(seed)
     left, right = _genuine_pairs(rows, codes)
     if len(left) == 0:
-        raise ValueError("make_pairs: no identity has two faces, so there are no genuine pairs")
+        raise ValueError("no identity has two faces, so there are no genuine pairs")
     if max_genuine is not None and len(left) > max_genuine:
         keep = np.sort(rng.choice(len(left), size=max_genuine, replace=False))
         left, right = left[keep], right[keep]
@@ -105,8 +105,8 @@ def _impostor_pairs(
     available = (len(rows) ** 2 - (sizes**2).sum()) // 2
     if count > available:
         raise ValueError(
-            f"make_pairs: {count} impostor pairs asked but only {available} exist; "
-            "lower max_genuine or add identities"
+            f"{count} genuine pairs need as many impostor pairs, but faces of different "
+            f"identities make only {available}"
         )
     # Rejection sampling: a uniform ordered pair of distinct rows, kept when the identities
     # differ and the pair is new, is a uniform draw without replacement of an impostor pair.

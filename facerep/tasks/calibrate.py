@@ -22,6 +22,8 @@ from facerep.encoders.calibration import Calibration, save_calibration
 from facerep.runs import read_run_config
 from facerep.types import MAX_DISTANCE
 
+# Crops of a prepared dataset embedded per call: small enough for a progress bar that moves.
+EMBED_CHUNK = 256
 # Above this many faces, a seeded sample keeps the all-pairs distance matrix in memory
 # (4,000 faces: 8 million pairs, 64 MB).
 MAX_CALIBRATION_FACES = 4000
@@ -129,12 +131,22 @@ def calibration_faces(
         rows = np.flatnonzero([name is not None for name in data.identities])
         if held_out_only and len(rows):
             rows = identity_split_indices(data.identities, fraction, seed)[1]
-        return encoder.embed(np.asarray(data.crops[rows])), data.identities[rows], []
+        return _embed_rows(encoder, data.crops, rows, on_progress), data.identities[rows], []
     photos = labelled_photos(dataset)
     if held_out_only:
         rows = identity_split_indices([label for _, label in photos], fraction, seed)[1]
         photos = [photos[row] for row in rows]
     return embed_photos(photos, encoder, on_progress)
+
+
+def _embed_rows(encoder: Encoder, crops: np.ndarray, rows: np.ndarray, on_progress) -> np.ndarray:
+    """`encoder.embed` of the crops at `rows`, a chunk at a time, so progress can be shown."""
+    chunks = []
+    for start in range(0, len(rows), EMBED_CHUNK):
+        chunks.append(encoder.embed(np.asarray(crops[rows[start : start + EMBED_CHUNK]])))
+        if on_progress is not None:
+            on_progress(min(start + EMBED_CHUNK, len(rows)), len(rows))
+    return np.concatenate(chunks) if chunks else encoder.embed(np.asarray(crops[rows]))
 
 
 def calibrate(

@@ -26,7 +26,8 @@ from facerep.encoders.base import Encoder
 from facerep.encoders.photos import embed_photo
 from facerep.faces.dlib_models import DetectorName
 from facerep.images import ImageError, ImageSource, describe_source
-from facerep.types import Box
+from facerep.outputs import check_output, mark_output
+from facerep.types import Box, Failure
 
 UNMATCHED = -1
 # A person needs two faces to be recognised as someone; one face alone matches nobody.
@@ -90,17 +91,19 @@ def cluster_photos(
         try:
             found = embed_photo(photo, encoder, detector=detector)
         except ImageError as e:
-            failures.append((name, e.reason))
+            failures.append(Failure.of(name, e))
             found = []
         else:
             if not found:
-                failures.append((name, "no face found"))
+                failures.append(Failure(name, "no face found"))
         for index, face in enumerate(found):
             faces.append((name, index, face.box, photo))
             vectors.append(face.embedding)
         if on_progress is not None:
             on_progress(done, len(photos))
-    labels = _person_labels(np.array(vectors).reshape(len(vectors), -1), threshold)
+    # No face at all (an empty folder, only corrupt or faceless photos): an empty result.
+    matrix = np.array(vectors).reshape(len(vectors), -1 if vectors else 0)
+    labels = _person_labels(matrix, threshold)
     clustered = [
         ClusteredFace(name, index, box, int(label), photo if isinstance(photo, Path) else None)
         for (name, index, box, photo), label in zip(faces, labels, strict=True)
@@ -133,13 +136,11 @@ def person_folder(cluster: int) -> str:
     return "unmatched" if cluster == UNMATCHED else f"person-{cluster + 1:03d}"
 
 
-def check_out_folder(out: str | Path, overwrite: bool = False) -> None:
-    """Raise FileExistsError unless `out` is absent, an empty folder, or may be overwritten."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out}: exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out}: already exists and is not empty (pass --overwrite)")
+def check_out_folder(
+    out: str | Path, overwrite: bool = False, inputs: Sequence[str | Path] = ()
+) -> None:
+    """Raise OutputError unless `out` may hold the clusters of `inputs` (see facerep.outputs)."""
+    check_output(out, inputs, kind="cluster", overwrite=overwrite)
 
 
 def write_clusters(
@@ -149,13 +150,16 @@ def write_clusters(
     failures.csv; the folder appears whole or not at all.
 
     Raises:
-        FileExistsError: `out` is a file, or a folder with content and `overwrite` is False.
+        OutputError: `out` is a file, holds a photo, or has content facerep did not write, or
+            content at all and `overwrite` is False.
     """
     out = Path(out)
-    check_out_folder(out, overwrite)
+    sources = [face.source for face in clustering.faces] + [s for s, _ in clustering.failures]
+    check_out_folder(out, overwrite, sources)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
+        mark_output(staging, "cluster")
         rows = _place_photos(clustering, staging, mode)
         _write_csv(
             staging / "clusters.csv",

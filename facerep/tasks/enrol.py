@@ -19,7 +19,7 @@ from facerep.faces.find import NoFaceError
 from facerep.images import ImageError
 from facerep.tasks.gallery import Gallery
 from facerep.tasks.gallery.labels import check_label
-from facerep.types import Face
+from facerep.types import Face, Failure
 
 # Photos embedded, then committed, together: one gallery transaction per batch.
 BATCH_SIZE = 16
@@ -67,15 +67,13 @@ def labelled_photos(folder: str | Path, label: str | None = None) -> list[tuple[
 
 def embed_largest_faces(
     photos: list[tuple[Path, str]], encoder: Encoder
-) -> Iterator[tuple[Path, str, Face | str]]:
+) -> Iterator[tuple[Path, str, Face | Failure]]:
     """(photo, label, its embedded largest face or why there is none), in order."""
     for path, label in photos:
         try:
             yield path, label, largest_face(path, encoder)
-        except NoFaceError as e:
-            yield path, label, e.reason
-        except ImageError as e:
-            yield path, label, e.reason
+        except (NoFaceError, ImageError) as e:
+            yield path, label, Failure.of(path_text(path), e)
 
 
 def embed_photos(
@@ -83,15 +81,16 @@ def embed_photos(
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """`[N, D]` embeddings and `[N]` labels of labelled photos, plus the photos that failed."""
     vectors, labels, failures = [], [], []
-    for done, (path, label, face) in enumerate(embed_largest_faces(photos, encoder), 1):
-        if isinstance(face, str):
-            failures.append((path_text(path), face))
+    for done, (_, label, face) in enumerate(embed_largest_faces(photos, encoder), 1):
+        if isinstance(face, Failure):
+            failures.append(face)
         else:
             vectors.append(face.embedding)
             labels.append(label)
         if on_progress is not None:
             on_progress(done, len(photos))
-    return np.array(vectors).reshape(len(vectors), -1), np.array(labels, dtype=object), failures
+    matrix = np.array(vectors).reshape(len(vectors), -1 if vectors else 0)  # none: [0, 0]
+    return matrix, np.array(labels, dtype=object), failures
 
 
 def enrol_folder(
@@ -113,8 +112,8 @@ def enrol_folder(
         todo = [(path, name) for path, name in batch if (path_text(path), name) not in known]
         summary.already_enrolled += len(batch) - len(todo)
         faces = list(embed_largest_faces(todo, gallery.encoder))
-        summary.failures += [(path_text(p), f) for p, _, f in faces if isinstance(f, str)]
-        found = [(p, n, f) for p, n, f in faces if not isinstance(f, str)]
+        summary.failures += [f for _, _, f in faces if isinstance(f, Failure)]
+        found = [(p, n, f) for p, n, f in faces if not isinstance(f, Failure)]
         if found:
             gallery.add_embeddings(
                 np.stack([f.embedding for _, _, f in found]),

@@ -26,6 +26,7 @@ from facerep.files import atomic_write
 from facerep.models.registry import create_model
 from facerep.objectives.base import PretrainBatch, PretrainObjective, Previews, View
 from facerep.objectives.registry import DEFAULT_OBJECTIVE, create_objective
+from facerep.outputs import claim_output
 from facerep.runs import (
     CONFIG_FILE,
     Preprocess,
@@ -125,6 +126,7 @@ def pretrain(
         TrainingDiverged: the loss became NaN or infinite.
         ValueError: bad datasets, model name or batch size.
     """
+    claim_output(config.out, config.datasets, kind="pretrain", overwrite=overwrite)
     if not resume and not overwrite and (Path(config.out) / CONFIG_FILE).exists():
         raise ValueError(
             f"{config.out} already holds a run: resume it, or pass a new --out "

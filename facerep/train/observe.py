@@ -44,6 +44,10 @@ def reconstruction_grid(
     pred = pred.float()
     if getattr(model, "norm_pix_loss", False):
         # The target was each input patch normalised: give the prediction its mean and spread back.
+        # This inverts the target exactly (a perfect prediction gives the photo back, a grey one
+        # grey). The tint an early run shows on grey faces is the model's: the target is taken
+        # in ImageNet-normalised space, where a grey patch's channels differ by offsets divided
+        # by the patch's own spread, which the decoder cannot see for a hidden patch.
         patch_mean, patch_std = patch_norm_stats(patchify(inputs, p))
         pred = pred * patch_std + patch_mean
     predicted = to_images(pred) * std + mean  # back from the model's input space to [0, 1]

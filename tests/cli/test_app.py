@@ -51,6 +51,16 @@ def test_prepare_builtin_sample_then_info_json(tmp_path: Path) -> None:
     assert table.returncode == 0 and "identities" in table.stdout and "duplicates" in table.stdout
 
 
+def test_info_counts_the_ignored_files_prepare_reported(tmp_path: Path, lfw_faces) -> None:
+    src = write_face_folder(tmp_path / "src", lfw_faces[:2], per_identity=2)
+    (src / "id0" / "notes.txt").write_text("not a photo")
+    prepared = facerep("prepare", str(src), str(tmp_path / "out"), "--size", "32", "--json")
+    assert json.loads(prepared.stdout)["outcomes"]["ignored"] == 1
+    table = facerep("info", str(tmp_path / "out")).stdout
+    [row] = [line for line in table.splitlines() if "ignored (not image names)" in line]
+    assert row.split()[-2] == "1"
+
+
 def test_prepare_json_and_exit_1_when_some_inputs_fail(
     tmp_path: Path, lfw_faces: np.ndarray
 ) -> None:
@@ -98,3 +108,43 @@ def test_unwritable_output_and_damaged_manifest_are_one_line_errors(tmp_path: Pa
     info = facerep("info", str(damaged))
     assert info.returncode == 2 and "damaged manifest" in info.stderr
     assert "Traceback" not in info.stderr
+
+
+def test_prepare_never_writes_into_its_source_or_a_foreign_folder(
+    tmp_path: Path, lfw_faces: np.ndarray
+) -> None:
+    src = write_face_folder(tmp_path / "src", lfw_faces[:2], per_identity=2)
+    inside = facerep("prepare", str(src), str(src / "id0" / "data"), "-q")
+    assert inside.returncode == 2 and "is inside the input" in inside.stderr
+    assert inside.stderr.count("\n") == 1 and not (src / "id0" / "data").exists()
+    around = facerep("prepare", str(src), str(tmp_path), "-q")
+    assert around.returncode == 2 and "contains the input" in around.stderr
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "report.csv").write_text("the user's own report")
+    refused = facerep("prepare", str(src), str(foreign), "-q")
+    assert refused.returncode == 2 and "not written by facerep prepare" in refused.stderr
+    assert (foreign / "report.csv").read_text() == "the user's own report"
+
+
+COMMANDS = [["prepare"], ["info"], ["pretrain"], ["list-models"], ["eval"], ["verify"],
+            ["search"], ["cluster"], ["calibrate"], ["serve"], ["gallery", "add"],
+            ["gallery", "remove"], ["gallery", "list"], ["gallery", "info"],
+            ["gallery", "compact"]]
+
+
+def test_help_fits_80_columns_whole() -> None:
+    # Every option name appears whole; flags are flags, not "<bool>" options.
+    import os
+
+    env = {**os.environ, "COLUMNS": "80"}
+    for command in COMMANDS:
+        result = subprocess.run([sys.executable, "-m", "facerep", *command, "--help"],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert result.returncode == 0, command
+        lines = result.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80, command
+        assert "…" not in result.stdout and "<bool>" not in result.stdout, command
+    serve = subprocess.run([sys.executable, "-m", "facerep", "serve", "--help"],
+                           capture_output=True, text=True, env=env, timeout=60).stdout
+    assert "--detect-workers" in serve and "--insecure-local" in serve

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,24 @@ def test_attribute_probes_from_utkface_names(lfw_faces, tmp_path: Path) -> None:
     missing = facerep("eval", str(tmp_path / "data"), "-e", "pixels", "--attributes",
                       str(tmp_path / "nope.csv"), "--out", str(out))
     assert missing.returncode == 2 and "cannot read labels" in missing.stderr
+
+
+def test_eval_refuses_its_output_before_the_work(orl_small: Path, tmp_path: Path) -> None:
+    taken = tmp_path / "results.html"
+    taken.write_text("an existing file")
+    started = time.monotonic()
+    result = facerep("eval", str(orl_small), "-e", "dlib", "--out", str(taken))
+    assert result.returncode == 2 and f"{taken}: exists and is not a folder" in result.stderr
+    assert "evaluating" not in result.stderr and time.monotonic() - started < 10
+    assert taken.read_text() == "an existing file"
+    inside = facerep("eval", str(orl_small), "-e", "pixels", "--out", str(orl_small / "r"))
+    assert inside.returncode == 2 and "is inside the input" in inside.stderr
+
+
+def test_too_few_identities_is_a_user_level_message(orl_small: Path, tmp_path: Path) -> None:
+    # 12 identities, 95% for training: one held-out person has no impostor pairs.
+    result = facerep("eval", str(orl_small), "-e", "pixels", "--train-fraction", "0.95",
+                     "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and "too few held-out identities" in result.stderr
+    assert "make_pairs" not in result.stderr and "max_genuine" not in result.stderr
+    assert "lower train fraction" in result.stderr and not (tmp_path / "r").exists()

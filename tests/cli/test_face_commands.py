@@ -63,7 +63,7 @@ def test_verify_errors_are_one_line(photos: Path, tmp_path: Path) -> None:
 def test_gallery_add_search_remove(photos: Path, shared_data: Path, tmp_path: Path) -> None:
     gallery = str(tmp_path / "g")
     added = facerep("gallery", "add", gallery, str(photos), "--json")
-    assert added.returncode == 1  # the wall gave no face: listed, the rest added
+    assert added.returncode == 0  # the wall gave no face: a result, listed; the rest added
     summary = json.loads(added.stdout)
     assert summary["added"] == 24 and summary["faces"] == 24
     assert [Path(f["source"]).name for f in summary["failures"]] == ["wall.png"]
@@ -161,3 +161,114 @@ def test_an_encoder_that_must_be_fitted_is_refused_by_the_face_tools(
     assert last.startswith("error: encoder pca must be fitted on labelled faces first")
     assert "use one of: dlib, pixels, RUN" in result.stderr and "fit()" not in result.stderr
     assert not (tmp_path / "g").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.fixture
+def copied_photos(shared_data: Path, tmp_path: Path) -> Path:
+    """The issue's folder: copies (not links) of 3 photos of s1 and 2 of s2 in x/."""
+    import shutil
+
+    for person, numbers in (("s1", (1, 2, 3)), ("s2", (1, 2))):
+        (tmp_path / "x" / person).mkdir(parents=True)
+        for n in numbers:
+            shutil.copy(shared_data / "orl" / person / f"{n}.pgm", tmp_path / "x" / person)
+    return tmp_path / "x"
+
+
+def _photo_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.pgm") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    ("out", "reason"),
+    [("x", "is the input"), (".", "contains the input"), ("x/by-person", "is inside the input")],
+)
+def test_cluster_never_writes_over_or_into_its_photos(
+    copied_photos: Path, tmp_path: Path, out: str, reason: str
+) -> None:
+    before = _photo_files(copied_photos)
+    result = facerep("cluster", str(copied_photos), "--out", str(tmp_path / out), "--overwrite")
+    assert result.returncode == 2 and reason in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert _photo_files(copied_photos) == before == [
+        "s1/1.pgm", "s1/2.pgm", "s1/3.pgm", "s2/1.pgm", "s2/2.pgm"
+    ]
+    assert not (copied_photos / "by-person").exists()
+
+
+def test_cluster_overwrite_replaces_only_its_own_output(
+    copied_photos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "by-person"
+    assert facerep("cluster", str(copied_photos), "--out", str(out), "-q").returncode == 0
+    again = facerep("cluster", str(copied_photos), "--out", str(out), "--overwrite", "--copy")
+    assert again.returncode == 0, again.stderr
+    assert (out / "clusters.csv").is_file() and not (out / "person-001" / "1.pgm").is_symlink()
+
+    (out / "notes.txt").write_text("the user's own file")
+    kept = facerep("cluster", str(copied_photos), "--out", str(out), "--overwrite")
+    assert kept.returncode == 2 and "notes.txt was not written by facerep" in kept.stderr
+    assert (out / "notes.txt").read_text() == "the user's own file"
+
+    foreign = tmp_path / "holiday"
+    foreign.mkdir()
+    (foreign / "beach.jpg").write_bytes(b"not facerep's")
+    refused = facerep("cluster", str(copied_photos), "--out", str(foreign), "--overwrite")
+    assert refused.returncode == 2 and "not written by facerep cluster" in refused.stderr
+    assert (foreign / "beach.jpg").read_bytes() == b"not facerep's"
+
+
+def _unusable_photos(root: Path) -> Path:
+    root.mkdir()
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    Image.new("RGB", (1, 1)).save(root / "dot.png")
+    Image.new("RGB", (160, 160), (40, 80, 120)).save(root / "wall.png")
+    return root
+
+
+def test_cluster_without_any_face_writes_an_empty_result(tmp_path: Path) -> None:
+    folder = _unusable_photos(tmp_path / "photos")
+    result = facerep("cluster", str(folder), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1, result.stderr  # broken.jpg could not be read
+    assert "Traceback" not in result.stderr and "reshape" not in result.stderr
+    assert "no faces found in 3 photos" in result.stdout and "empty result" in result.stdout
+    assert "skipped" in result.stderr and "broken.jpg" in result.stderr
+    failures = (tmp_path / "out" / "failures.csv").read_text().splitlines()
+    assert failures[0] == "source,reason" and len(failures) == 4
+    assert len((tmp_path / "out" / "clusters.csv").read_text().splitlines()) == 1
+
+    (tmp_path / "empty").mkdir()
+    empty = facerep("cluster", str(tmp_path / "empty"), "--out", str(tmp_path / "o2"), "--json")
+    assert empty.returncode == 0, empty.stderr
+    assert json.loads(empty.stdout)["faces"] == 0 and (tmp_path / "o2" / "failures.csv").exists()
+
+
+@pytest.mark.parametrize("bad", ["wall.png", "broken.jpg"])
+def test_one_exit_code_rule_for_every_command(
+    shared_data: Path, tmp_path: Path, bad: str
+) -> None:
+    # A photo without a face is a result (listed, exit 0); one that cannot be read is an
+    # input left out (listed, exit 1); the same in every command that reads a folder.
+    folder = link_orl(shared_data, tmp_path / "people", range(1, 4), range(1, 3))
+    spare = _unusable_photos(tmp_path / "spare")
+    (spare / bad).rename(folder / "s1" / bad)
+    expected = 0 if bad == "wall.png" else 1
+    runs = {
+        "prepare": ["prepare", str(folder), str(tmp_path / "data"), "--size", "32"],
+        "cluster": ["cluster", str(folder), "--out", str(tmp_path / "clusters")],
+        "gallery add": ["gallery", "add", str(tmp_path / "gallery"), str(folder)],
+        "calibrate": ["calibrate", str(folder), "--all-identities", "--far", "0.2"],
+    }
+    for name, args in runs.items():
+        result = facerep(*args, "-q")
+        assert result.returncode == expected, (name, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_calibrate_on_photos_without_faces_says_so(tmp_path: Path) -> None:
+    folder = tmp_path / "people"
+    folder.mkdir()
+    _unusable_photos(folder / "bob")
+    result = facerep("calibrate", str(folder), "--all-identities", "-q")
+    assert result.returncode == 2 and "reshape" not in result.stderr
+    assert result.stderr.strip().endswith("calibration needs an identity with two or more faces")

@@ -35,6 +35,10 @@ def test_pretrain_human_output_names_the_figures(lfw_dataset: Path, tmp_path: Pa
                      "vit-test", "--epochs", "2", "--batch-size", "16")
     assert result.returncode == 0, result.stderr
     assert "reconstructions.png" in result.stdout and "loss_curve.png" in result.stdout
+    # The TensorBoard hint names a program that exists, not one the PATH may lack.
+    [hint] = [line for line in result.stdout.splitlines() if line.startswith("TensorBoard: ")]
+    program = hint.split()[1]
+    assert Path(program).is_file() and Path(program).name == "tensorboard", hint
 
 
 def test_pretrain_usage_errors(lfw_dataset: Path, tmp_path: Path) -> None:
@@ -97,3 +101,18 @@ def test_every_training_option_has_a_flag_with_its_bounds(
     for name in TrainConfig.__dataclass_fields__:
         if name not in ("datasets", "model_overrides", "betas"):  # an argument, file-only
             assert f"--{name.replace('_', '-')}" in flags, name
+
+
+def test_pretrain_never_writes_into_a_dataset_or_over_foreign_files(
+    lfw_dataset: Path, tmp_path: Path
+) -> None:
+    inside = facerep("pretrain", str(lfw_dataset), "--out", str(lfw_dataset / "run"))
+    assert inside.returncode == 2 and "is inside the input" in inside.stderr
+    assert not (lfw_dataset / "run").exists()
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "config.json").write_text('{"the": "user\'s own"}')
+    refused = facerep("pretrain", str(lfw_dataset), "--out", str(foreign), "--overwrite")
+    assert refused.returncode == 2 and "not written by facerep pretrain" in refused.stderr
+    assert (foreign / "config.json").read_text() == '{"the": "user\'s own"}'
+    assert refused.stderr.count("\n") == 1

@@ -92,3 +92,25 @@ def test_a_run_is_calibrated_on_the_identities_its_own_split_held_out(
     names = [f"s{i}" for i in range(1, 21)]
     assert sorted(set(identities)) == split_identities(names, 0.75, 3)[1]
     assert len(set(identities)) == 5
+
+
+def test_a_prepared_dataset_is_embedded_with_progress(
+    tmp_path: Path, lfw_faces: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facerep.data.prepare import PrepareOptions, prepare_dataset
+    from facerep.data.store import open_dataset
+    from facerep.tasks import calibrate as calibration
+    from tests.conftest import write_face_folder
+
+    src = write_face_folder(tmp_path / "src", lfw_faces[:8], per_identity=2)
+    prepare_dataset(src, tmp_path / "data", PrepareOptions(size=32))
+    monkeypatch.setattr(calibration, "EMBED_CHUNK", 3)
+    calls: list[tuple[int, int]] = []
+    encoder = facerep.load_encoder("pixels")
+    embeddings, identities, _ = calibration_faces(
+        tmp_path / "data", encoder, held_out_only=False, on_progress=lambda *c: calls.append(c)
+    )
+    total = len(identities)
+    assert total >= 6 and calls[-1] == (total, total) and len(calls) == -(-total // 3)
+    whole = encoder.embed(np.asarray(open_dataset(tmp_path / "data").crops))
+    assert np.allclose(embeddings, whole)  # every face has an identity: all rows, in order

@@ -11,6 +11,7 @@ from PIL import Image
 
 import facerep
 from facerep.eval.clustering import pairwise_scores
+from facerep.outputs import OutputError
 from facerep.tasks.cluster import UNMATCHED, Clustering, _person_labels, write_clusters
 from tests.conftest import link_orl
 
@@ -72,7 +73,7 @@ def test_clustering_orl_recovers_the_people(orl_folder: Path, tmp_path: Path) ->
     failures = list(csv.DictReader((out / "failures.csv").read_text().splitlines()))
     assert {Path(r["source"]).name: r["reason"] for r in failures}["wall.png"] == "no face found"
 
-    with pytest.raises(FileExistsError, match="not empty"):
+    with pytest.raises(OutputError, match="not empty"):
         write_clusters(clustering, out)
     write_clusters(clustering, out, mode="copy", overwrite=True)
     assert not (out / "person-001").iterdir().__next__().is_symlink()
@@ -80,5 +81,5 @@ def test_clustering_orl_recovers_the_people(orl_folder: Path, tmp_path: Path) ->
 
 def test_an_out_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "taken").write_text("x")
-    with pytest.raises(FileExistsError, match="taken: exists and is not a folder"):
+    with pytest.raises(OutputError, match="taken: exists and is not a folder"):
         write_clusters(Clustering([], 0.1), tmp_path / "taken")

@@ -49,6 +49,19 @@ def test_a_perfect_prediction_reconstructs_the_original(norm_pix_loss: bool, hei
     assert np.all(masked[hidden] == 128) and np.all(masked[~hidden] == original[~hidden])
 
 
+def test_a_grey_face_predicted_perfectly_comes_back_grey() -> None:
+    # ImageNet's per-channel statistics make a grey input's channels differ in the model's
+    # space; the display must undo that exactly, so any tint shown is the model's own error.
+    grey = torch.rand(2, 1, 32, 32).repeat(1, 3, 1, 1)
+    mask = random_mask(2, 16, 0.75, generator=torch.Generator().manual_seed(0)).mask
+    mean = torch.tensor([0.485, 0.456, 0.406])[None, :, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[None, :, None, None]
+    grid = reconstruction_grid(PerfectModel(True, (4, 4)), grey, mask, mean, std).astype(int)
+    recon = grid[:, 64:]
+    assert np.abs(recon[..., 0] - recon[..., 2]).max() <= 1
+    assert np.abs(recon[..., 1] - recon[..., 2]).max() <= 1
+
+
 def test_epoch_means_average_complete_epochs_only(tmp_path) -> None:
     assert epoch_means([1.0, 2.0, 3.0, 5.0, 7.0], 2) == [1.5, 4.0]
     assert epoch_means([1.0], 2) == []
