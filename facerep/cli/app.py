@@ -18,11 +18,11 @@ import typer
 
 from facerep.cli import (
     data_commands,
-    eval_command,
+    eval_commands,
     face_commands,
     gallery_commands,
-    pretrain_command,
-    serve_command,
+    pretrain_commands,
+    serve_commands,
 )
 from facerep.cli.output import EXIT_USAGE, UsageError, console_err, escape
 
@@ -37,11 +37,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 data_commands.register(app)
-pretrain_command.register(app)
-eval_command.register(app)
+pretrain_commands.register(app)
+eval_commands.register(app)
 face_commands.register(app)
 gallery_commands.register(app)
-serve_command.register(app)
+serve_commands.register(app)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from facerep.encoders.base import Encoder
 from facerep.encoders.photos import largest_face
 from facerep.faces.find import NoFaceError
 from facerep.images import ImageError
-from facerep.tasks.gallery import Gallery
+from facerep.tasks.gallery import Gallery, photo_digest
 from facerep.tasks.gallery.labels import check_label
 from facerep.types import Face, Failure
 
@@ -114,16 +114,24 @@ def enrol_folder(
         faces = list(embed_largest_faces(todo, gallery.encoder))
         summary.failures += [f for _, _, f in faces if isinstance(f, Failure)]
         found = [(p, n, f) for p, n, f in faces if not isinstance(f, Failure)]
-        if found:
-            gallery.add_embeddings(
-                np.stack([f.embedding for _, _, f in found]),
-                [n for _, n, _ in found],
-                sources=[path_text(p) for p, _, _ in found],
-                boxes=[f.box for _, _, f in found],
-            )
-        for _, name, _ in found:
+        ids = _add_found(gallery, found) if found else []
+        # None: another process enrolled that photo between our look-up and our insert.
+        added = [name for (_, name, _), face_id in zip(found, ids, strict=True) if face_id]
+        for name in added:
             summary.labels[name] = summary.labels.get(name, 0) + 1
-        summary.added += len(found)
+        summary.added += len(added)
+        summary.already_enrolled += len(found) - len(added)
         if on_progress is not None:
             on_progress(start + len(batch), len(photos))
     return summary
+
+
+def _add_found(gallery: Gallery, found: list[tuple[Path, str, Face]]) -> list[int | None]:
+    """Add the embedded faces of a batch in one transaction, each photo once (by content)."""
+    return gallery.add_embeddings(
+        np.stack([face.embedding for _, _, face in found]),
+        [name for _, name, _ in found],
+        sources=[path_text(path) for path, _, _ in found],
+        boxes=[face.box for _, _, face in found],
+        contents=[photo_digest(path) for path, _, _ in found],
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 
 import facerep
 from facerep.tasks.enrol import enrol_folder, labelled_photos
+from facerep.tasks.gallery import Gallery
 from tests.conftest import link_orl
 
 
@@ -59,3 +61,20 @@ def test_a_run_encoder_builds_a_gallery_that_reopens_with_it(
     assert matches[0].same is None  # an uncalibrated run has no threshold to judge by
     clustering = facerep.cluster(folder, tiny_run, threshold=0.05)
     assert len(clustering.faces) == 12
+
+
+def test_two_gallery_adds_of_one_folder_at_once_enrol_each_photo_once(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    folder = link_orl(shared_data, tmp_path / "people", range(1, 6), range(1, 5))
+    command = [sys.executable, "-m", "facerep", "gallery", "add", str(tmp_path / "g"),
+               str(folder), "--json"]  # fmt: skip
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    summaries = [json.loads(run.communicate(timeout=300)[0]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    gallery = Gallery(tmp_path / "g")
+    assert len(gallery) == 20 and gallery.labels() == {f"s{i}": 4 for i in range(1, 6)}
+    assert sum(s["added"] for s in summaries) == 20

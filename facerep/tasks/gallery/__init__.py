@@ -10,7 +10,7 @@
 
 from facerep.tasks.gallery.database import DB_FILE, GalleryFace
 from facerep.tasks.gallery.errors import GalleryError, GalleryErrorKind
-from facerep.tasks.gallery.gallery import Gallery
+from facerep.tasks.gallery.gallery import Gallery, photo_digest
 from facerep.tasks.gallery.labels import LABEL_RULE, MAX_LABEL, check_label, is_valid_label
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "GalleryFace",
     "check_label",
     "is_valid_label",
+    "photo_digest",
 ]

@@ -34,12 +34,21 @@ CREATE TABLE IF NOT EXISTS faces (
     source TEXT,
     box TEXT,
     added REAL NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    content TEXT  -- digest of the photo's bytes, where the face came from a file
 );
 CREATE INDEX IF NOT EXISTS faces_label ON faces (label);
 -- enrol_folder asks which of each batch's photos are in already: without it, a full scan per batch
 CREATE INDEX IF NOT EXISTS faces_source ON faces (source);
 CREATE TABLE IF NOT EXISTS removed (id INTEGER PRIMARY KEY);
+"""
+# One face per photo and person, enforced by SQLite itself: two `gallery add` runs of the same
+# folder at once both pass the "already enrolled?" look-up, and the second insert is dropped
+# here instead of enrolling every photo twice. Faces without a source file (embeddings given
+# directly, uploads) are not constrained.
+PHOTO_ONCE = """
+CREATE UNIQUE INDEX IF NOT EXISTS faces_photo ON faces (label, source, content)
+    WHERE source IS NOT NULL AND content IS NOT NULL;
 """
 _FACE_COLUMNS = "id, label, source, box, added"  # a GalleryFace, in its field order
 # `IN` over one JSON array parameter: a list of any length, where one `?` per item would stop at
@@ -135,16 +144,22 @@ class GalleryDatabase:
         sources: Sequence[str | None],
         boxes: Sequence[Box | None],
         vectors: np.ndarray,
-    ) -> list[int]:
-        """Insert faces in one transaction; returns their new ids."""
+        contents: Sequence[str | None],
+    ) -> list[int | None]:
+        """Insert faces in one transaction; returns their new ids, None for a photo that is
+        enrolled under that label already (same source and content)."""
         now = time.time()
+        rows = zip(labels, sources, boxes, vectors, contents, strict=True)
         with self.transaction():
             return [
-                self.db.execute(
-                    "INSERT INTO faces (label, source, box, added, vector) VALUES (?, ?, ?, ?, ?)",
-                    (label, source, _box_json(box), now, vector.tobytes()),
-                ).lastrowid
-                for label, source, box, vector in zip(labels, sources, boxes, vectors, strict=True)
+                _first(
+                    self.db.execute(
+                        "INSERT INTO faces (label, source, box, added, vector, content) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                        (label, source, _box_json(box), now, vector.tobytes(), content),
+                    ).fetchone()
+                )
+                for label, source, box, vector, content in rows
             ]
 
     def remove_faces(self, column: str, target: int | str) -> list[int]:
@@ -224,10 +239,20 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA secure_delete=ON")
         db.executescript(SCHEMA)
+        _add_content_column(db)
+        db.executescript(PHOTO_ONCE)
     except sqlite3.DatabaseError:
         db.close()
         raise
     return db
+
+
+def _add_content_column(db: sqlite3.Connection) -> None:
+    """Galleries made before photos were told apart by content get the column (all NULL: their
+    faces stay unconstrained, new adds are)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(faces)")}
+    if "content" not in columns:
+        db.execute("ALTER TABLE faces ADD COLUMN content TEXT")
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
@@ -247,6 +272,10 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
             if suffix or Path(f"{path}-wal").exists():
                 raise
     raise AssertionError("unreachable")
+
+
+def _first(row: tuple | None) -> int | None:
+    return None if row is None else row[0]
 
 
 def _box_json(box: Box | None) -> str | None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facerep.encoders.base import Encoder, l2_normalise
+from facerep.data.sources import path_text
+from facerep.encoders.base import Encoder, file_digest, l2_normalise
 from facerep.encoders.calibration import current_threshold
 from facerep.encoders.photos import largest_face
 from facerep.encoders.registry import resolve_encoder
@@ -113,8 +114,9 @@ class Gallery:
         label: str,
         *,
         sources: Sequence[str | None] | None = None,
-    ) -> list[int]:
-        """Enrol the largest face of each photo under `label`; returns the new face ids.
+    ) -> list[int | None]:
+        """Enrol the largest face of each photo under `label`; returns the new face ids (None
+        for a photo file enrolled under `label` already).
 
         Every photo is read and embedded before anything is written, so a photo with no face
         or a corrupt file (NoFaceError, ImageError) leaves the gallery as it was.
@@ -122,13 +124,15 @@ class Gallery:
         _check_labels([label])  # before any face is detected
         batch = images if isinstance(images, list | tuple) else [images]
         faces = [largest_face(image, self.encoder) for image in batch]
+        files = [Path(image) if isinstance(image, str | Path) else None for image in batch]
         if sources is None:
-            sources = [image if isinstance(image, str | Path) else None for image in batch]
+            sources = [None if file is None else path_text(file) for file in files]
         return self.add_embeddings(
             np.stack([face.embedding for face in faces]) if faces else np.zeros((0, self.dim)),
             [label] * len(faces),
             sources=[None if s is None else str(s) for s in sources],
             boxes=[face.box for face in faces],
+            contents=[None if file is None else photo_digest(file) for file in files],
         )
 
     def add_embeddings(
@@ -138,17 +142,31 @@ class Gallery:
         *,
         sources: Sequence[str | None] | None = None,
         boxes: Sequence[Box | None] | None = None,
-    ) -> list[int]:
-        """Enrol `[N, D]` embeddings made by the gallery's encoder, in one transaction."""
+        contents: Sequence[str | None] | None = None,
+    ) -> list[int | None]:
+        """Enrol `[N, D]` embeddings made by the gallery's encoder, in one transaction.
+
+        Args:
+            sources, boxes: where each face came from (a file's path; its box there).
+            contents: a digest of each source file's bytes (`photo_digest`): a face whose
+                label, source and content are in the gallery already is not added again, even
+                by another process adding at the same moment.
+
+        Returns:
+            The new face ids, in order; None for a face that was enrolled already.
+        """
         embeddings = np.asarray(embeddings, dtype=np.float32)
         self._check_embeddings(embeddings, labels)
         vectors = l2_normalise(embeddings.reshape(len(labels), -1))
-        sources = list(sources) if sources is not None else [None] * len(labels)
-        boxes = list(boxes) if boxes is not None else [None] * len(labels)
+        none = [None] * len(labels)
+        sources = list(sources) if sources is not None else none
+        boxes = list(boxes) if boxes is not None else none
+        contents = list(contents) if contents is not None else none
         with self._rw.write(), self._db_lock:
             self._index.sync()
-            ids = self._database.insert_faces(labels, sources, boxes, vectors)
-            self._index.add(vectors, ids)
+            ids = self._database.insert_faces(labels, sources, boxes, vectors, contents)
+            new = [row for row, face_id in enumerate(ids) if face_id is not None]
+            self._index.add(vectors[new], [ids[row] for row in new])
             return ids
 
     def _check_embeddings(self, embeddings: np.ndarray, labels: Sequence[str]) -> None:
@@ -285,6 +303,11 @@ class Gallery:
             "removed_pending_compaction": removed_pending,
             "bytes_on_disk": sum(p.stat().st_size for p in self.path.iterdir() if p.is_file()),
         }
+
+
+def photo_digest(path: str | Path) -> str:
+    """What tells two photo files apart in a gallery: a digest of the file's bytes."""
+    return file_digest(path, length=32)
 
 
 def _check_labels(labels: Iterable[str]) -> None:

@@ -294,3 +294,45 @@ def test_a_gallery_opened_read_only_searches_and_refuses_every_write(tmp_path: P
             assert error.value.kind == "read_only"
     assert files() == before
     assert not (tmp_path / "new").exists()
+
+
+def test_a_photo_is_enrolled_once_even_when_two_writers_race(tmp_path: Path) -> None:
+    # Both writers looked up "already enrolled?" before either committed: the database itself
+    # keeps the second copy out, and the second writer's index does not grow a duplicate.
+    vectors, labels = people(3, 2)
+    sources = [f"photos/{label}/{i}.jpg" for i, label in enumerate(labels)]
+    contents = [f"digest{i}" for i in range(len(labels))]
+    first, second = Gallery(tmp_path / "g", FakeEncoder()), Gallery(tmp_path / "g")
+    assert second.enrolled(sources) == set()
+    ids = first.add_embeddings(vectors, labels, sources=sources, contents=contents)
+    again = second.add_embeddings(vectors, labels, sources=sources, contents=contents)
+    assert None not in ids and again == [None] * len(labels)
+    assert len(first) == len(second) == len(labels)
+    assert [m.id for m in second.search_embedding(vectors[0], 10)] == sorted(
+        ids, key=lambda i: -float(vectors[0] @ vectors[ids.index(i)])
+    )
+    # Another label, or the same path with other bytes, is another face; no source: no check.
+    other = second.add_embeddings(vectors[:1], ["someone else"], sources=sources[:1],
+                                  contents=contents[:1])  # fmt: skip
+    edited = second.add_embeddings(vectors[:1], labels[:1], sources=sources[:1],
+                                   contents=["edited"])  # fmt: skip
+    loose = second.add_embeddings(vectors[:2], labels[:1] * 2)
+    assert None not in other + edited + loose and len(second) == len(labels) + 4
+
+
+def test_a_gallery_made_before_the_photo_constraint_takes_it_on(tmp_path: Path) -> None:
+    import sqlite3
+
+    vectors, labels = people(2, 2)
+    with Gallery(tmp_path / "g", FakeEncoder()) as gallery:
+        gallery.add_embeddings(vectors, labels, sources=["a.jpg"] * 4)
+    db = sqlite3.connect(tmp_path / "g" / "gallery.sqlite")  # as the old schema had it
+    db.execute("DROP INDEX faces_photo")
+    db.execute("ALTER TABLE faces DROP COLUMN content")
+    db.commit()
+    db.close()
+    with Gallery(tmp_path / "g") as reopened:
+        assert len(reopened) == 4
+        twice = [reopened.add_embeddings(vectors[:1], labels[:1], sources=["b.jpg"],
+                                         contents=["x"]) for _ in range(2)]  # fmt: skip
+        assert twice[1] == [None] and len(reopened) == 5
