@@ -10,14 +10,17 @@ generator, so every process and every resumed run sees the same masks.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from torch import nn
 
+from facerep.models.losses import patch_norm_stats
 from facerep.models.masking import PatchMask, make_mask
 from facerep.models.strategies import MASKING_STRATEGIES, MaskingStrategy
+from facerep.models.vit import patchify, unpatchify
 from facerep.objectives.base import Objective, PretrainBatch
-from facerep.train.observe import reconstruction_grid
 
 
 class MaskedReconstruction(Objective):
@@ -79,3 +82,43 @@ class MaskedReconstruction(Objective):
         """Original | masked | reconstruction rows for `[n, 3, S, S]` faces in [0, 1]."""
         mask = self.masks(len(imgs), landmarks, generator).mask.to(imgs.device)
         return reconstruction_grid(self.model, imgs, mask, mean, std)
+
+
+def reconstruction_grid(
+    model: torch.nn.Module,
+    imgs: torch.Tensor,
+    mask: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+) -> np.ndarray:
+    """Rows of original | masked | reconstruction for `imgs` `[n, 3, H, W]` in [0, 1].
+
+    As in MAE's figures: the original, what the encoder saw (masked patches greyed out), and
+    the reconstruction with the visible patches pasted back. The model's `patch_size`,
+    `in_chans` and `grid_size` lay its predicted patches out. Returns an `[n*H, 3*W, 3]` uint8
+    image.
+    """
+    inputs = (imgs - mean) / std
+    model.eval()
+    with torch.no_grad():
+        _, pred, mask = model(inputs, mask=mask)
+    model.train()
+    p = model.patch_size
+    to_images = partial(unpatchify, p=p, channels=model.in_chans, grid=model.grid_size)
+    pred = pred.float()
+    if getattr(model, "norm_pix_loss", False):
+        # The target was each input patch normalised: give the prediction its mean and spread back.
+        # This inverts the target exactly (a perfect prediction gives the photo back, a grey one
+        # grey). The tint an early run shows on grey faces is the model's: the target is taken
+        # in ImageNet-normalised space, where a grey patch's channels differ by offsets divided
+        # by the patch's own spread, which the decoder cannot see for a hidden patch.
+        patch_mean, patch_std = patch_norm_stats(patchify(inputs, p))
+        pred = pred * patch_std + patch_mean
+    predicted = to_images(pred) * std + mean  # back from the model's input space to [0, 1]
+    visible = mask[..., None] == 0
+    target = patchify(imgs, p)
+    recon = to_images(torch.where(visible, target, patchify(predicted, p)))
+    masked = to_images(torch.where(visible, target, torch.full_like(target, 0.5)))
+    rows = torch.cat([imgs, masked, recon.clamp(0, 1)], dim=3)  # [n, 3, S, 3S]
+    grid = rows.permute(0, 2, 3, 1).reshape(-1, rows.shape[3], 3)
+    return (grid.cpu().numpy() * 255).round().astype(np.uint8)

@@ -1,63 +1,21 @@
-"""Watching a run: TensorBoard scalars and reconstruction grids, and the figures left in RUN.
+"""Watching a run: TensorBoard scalars and images, and the figures left in RUN.
 
-The reconstruction grid shows, per face, the original, what the encoder saw (masked patches
-greyed out) and the reconstruction with the visible patches pasted back, as in MAE's figures.
+The objective draws its own figure (`facerep.objectives.base.Previews`: MAE's reconstruction
+grid); this module saves and logs it, and plots the loss.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from facerep.files import atomic_write
-from facerep.models.losses import patch_norm_stats
-from facerep.models.vit import patchify, unpatchify
 
-GRID_FILE = "reconstructions.png"
+GRID_FILE = "reconstructions.png"  # reconstruction's figure, which --overwrite clears
 LOSS_CURVE_FILE = "loss_curve.png"
 TENSORBOARD_DIR = "tb"
-
-
-def reconstruction_grid(
-    model: torch.nn.Module,
-    imgs: torch.Tensor,
-    mask: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-) -> np.ndarray:
-    """Rows of original | masked | reconstruction for `imgs` `[n, 3, H, W]` in [0, 1].
-
-    The model's `patch_size`, `in_chans` and `grid_size` lay its predicted patches out.
-    Returns an `[n*H, 3*W, 3]` uint8 image.
-    """
-    inputs = (imgs - mean) / std
-    model.eval()
-    with torch.no_grad():
-        _, pred, mask = model(inputs, mask=mask)
-    model.train()
-    p = model.patch_size
-    to_images = partial(unpatchify, p=p, channels=model.in_chans, grid=model.grid_size)
-    pred = pred.float()
-    if getattr(model, "norm_pix_loss", False):
-        # The target was each input patch normalised: give the prediction its mean and spread back.
-        # This inverts the target exactly (a perfect prediction gives the photo back, a grey one
-        # grey). The tint an early run shows on grey faces is the model's: the target is taken
-        # in ImageNet-normalised space, where a grey patch's channels differ by offsets divided
-        # by the patch's own spread, which the decoder cannot see for a hidden patch.
-        patch_mean, patch_std = patch_norm_stats(patchify(inputs, p))
-        pred = pred * patch_std + patch_mean
-    predicted = to_images(pred) * std + mean  # back from the model's input space to [0, 1]
-    visible = mask[..., None] == 0
-    target = patchify(imgs, p)
-    recon = to_images(torch.where(visible, target, patchify(predicted, p)))
-    masked = to_images(torch.where(visible, target, torch.full_like(target, 0.5)))
-    rows = torch.cat([imgs, masked, recon.clamp(0, 1)], dim=3)  # [n, 3, S, 3S]
-    grid = rows.permute(0, 2, 3, 1).reshape(-1, rows.shape[3], 3)
-    return (grid.cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
