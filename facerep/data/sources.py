@@ -111,7 +111,11 @@ def walk_source(
 
 def _list_files(root: Path) -> tuple[list[Path], list[IgnoredFile]]:
     files, ignored = [], []
-    _walk(root, {_folder_id(root)}, files, ignored)
+    # The root's own ancestors count as above it: a link up out of the folder is a loop too,
+    # and never a way into the rest of the disk.
+    top = root.resolve()
+    above = {_folder_id(folder) for folder in (top, *top.parents)}
+    _walk(root, above, set(above), files, ignored)
     images = []
     for path in sorted(files):
         if is_image_path(path):
@@ -121,13 +125,18 @@ def _list_files(root: Path) -> tuple[list[Path], list[IgnoredFile]]:
     return images, sorted(ignored, key=lambda f: f.name)
 
 
-def _walk(folder: Path, above: set, files: list[Path], ignored: list[IgnoredFile]) -> None:
+def _walk(
+    folder: Path, above: set, seen: set, files: list[Path], ignored: list[IgnoredFile]
+) -> None:
     """Add the files under `folder` to `files`, and what cannot be walked to `ignored`.
 
-    `above` holds the folders being walked (device, inode), so a link back to one is a loop.
+    `above` holds the folders being walked (device, inode), so a link back to one is a loop;
+    `seen` every folder walked so far, so two links to one folder give its photos once.
     """
     try:
-        entries = list(os.scandir(folder))
+        # Real folders before links, each by name: a folder reached both ways is walked where
+        # it is, and the link is the one reported.
+        entries = sorted(os.scandir(folder), key=lambda e: (e.is_symlink(), e.name))
     except OSError as e:
         ignored.append(IgnoredFile(path_text(folder), f"unreadable folder ({e.strerror or e})"))
         return
@@ -143,7 +152,11 @@ def _walk(folder: Path, above: set, files: list[Path], ignored: list[IgnoredFile
         if here in above:
             ignored.append(IgnoredFile(path_text(path), "link to a folder above it (a loop)"))
             continue
-        _walk(path, above | {here}, files, ignored)
+        if here in seen:
+            ignored.append(IgnoredFile(path_text(path), "link to a folder walked already"))
+            continue
+        seen.add(here)
+        _walk(path, above | {here}, seen, files, ignored)
 
 
 def _is_folder(entry: os.DirEntry) -> bool:

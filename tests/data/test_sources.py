@@ -123,11 +123,12 @@ def test_links_loops_and_gifs_follow_one_set_of_rules(tmp_path: Path) -> None:
     (tmp_path / "ann" / "up").symlink_to("..")  # a folder link back above itself
     (tmp_path / "bob").symlink_to(tmp_path / "elsewhere" / "bob")  # a linked person folder
     items, ignored = walk_source(tmp_path / "ann" / "..", layout="identity")
+    # bob/ is a link to a folder walked already: its photos come once, where they are.
     assert sorted(item.key for item in items) == [
-        "ann/1.jpg", "ann/loop.jpg", "ann/wave.gif", "bob/2.png", "elsewhere/bob/2.png"
+        "ann/1.jpg", "ann/loop.jpg", "ann/wave.gif", "elsewhere/bob/2.png"
     ]
     assert [(Path(f.name).name, f.reason) for f in ignored] == [
-        ("up", "link to a folder above it (a loop)")
+        ("up", "link to a folder above it (a loop)"), ("bob", "link to a folder walked already")
     ]
     lone, _ = walk_source(tmp_path / "ann" / "wave.gif")
     assert [item.key for item in lone] == ["wave.gif"]
@@ -150,3 +151,14 @@ def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_walked(
     assert [(Path(f.name).name, f.reason) for f in ignored] == [
         ("locked", "unreadable folder (Permission denied)")
     ]
+
+
+def test_a_link_out_of_the_folder_never_walks_the_rest_of_the_disk(tmp_path: Path) -> None:
+    touch(tmp_path, "photos/alice/a.jpg", "private/secret.jpg")
+    (tmp_path / "photos" / "alice" / "up").symlink_to("../..")  # above the folder walked
+    (tmp_path / "photos" / "root").symlink_to("/")
+    items, ignored = walk_source(tmp_path / "photos", layout="flat")
+    assert [item.key for item in items] == ["alice/a.jpg"]
+    assert {(Path(f.name).name, f.reason) for f in ignored} == {
+        ("up", "link to a folder above it (a loop)"), ("root", "link to a folder above it (a loop)")
+    }

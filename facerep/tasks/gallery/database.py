@@ -96,8 +96,13 @@ class GalleryDatabase:
         self.db = self._connect(path)
 
     def _connect(self, path: Path) -> sqlite3.Connection:
+        self.path, self.immutable = path, False
         try:
-            db = _open_read_only(path) if self.read_only else _open_for_writing(path)
+            if self.read_only:
+                db, self.immutable = _open_read_only(path)
+                self._signature = _file_signature(path)
+            else:
+                db = _open_for_writing(path)
         except sqlite3.DatabaseError as e:
             raise GalleryError(f"not a readable gallery ({e})", "damaged", self.folder) from None
         return db
@@ -132,9 +137,20 @@ class GalleryDatabase:
         with self.transaction():
             self.db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", rows.items())
 
-    def data_version(self) -> int:
-        """Changes whenever another connection commits (SQLite's `data_version`)."""
-        return self.db.execute("PRAGMA data_version").fetchone()[0]
+    def data_version(self) -> object:
+        """Changes whenever another connection commits (SQLite's `data_version`).
+
+        An immutable connection (a read-only folder with no WAL) sees no commits, so there the
+        files' identity stands in for it, and the connection is opened again when they change.
+        """
+        if not self.immutable:
+            return self.db.execute("PRAGMA data_version").fetchone()[0]
+        signature = _file_signature(self.path)
+        if signature != self._signature:
+            self.db.close()
+            self.db = self._connect(self.path)
+            self._signature = signature
+        return signature
 
     # ---- faces ---------------------------------------------------------------------------
 
@@ -145,12 +161,23 @@ class GalleryDatabase:
         boxes: Sequence[Box | None],
         vectors: np.ndarray,
         contents: Sequence[str | None],
-    ) -> list[int | None]:
-        """Insert faces in one transaction; returns their new ids, None for a photo that is
-        enrolled under that label already (same source and content)."""
+        seen_up_to: int,
+    ) -> tuple[list[int | None], tuple[np.ndarray, np.ndarray]]:
+        """Insert faces in one transaction.
+
+        Args:
+            seen_up_to: the highest id the caller's index holds: every face committed after it
+                by anyone else is read in the same transaction, before the new ones go in, so
+                none of them can fall between the caller's catch-up and its own ids.
+
+        Returns:
+            The new ids (None for a photo enrolled under that label already: same source and
+            content), and (ids, vectors) of the faces others committed after `seen_up_to`.
+        """
         now = time.time()
         rows = zip(labels, sources, boxes, vectors, contents, strict=True)
         with self.transaction():
+            missed = self.rows_after(seen_up_to, vectors.shape[1])
             return [
                 _first(
                     self.db.execute(
@@ -160,7 +187,7 @@ class GalleryDatabase:
                     ).fetchone()
                 )
                 for label, source, box, vector, content in rows
-            ]
+            ], missed
 
     def remove_faces(self, column: str, target: int | str) -> list[int]:
         """Delete the faces whose `column` ("id" or "label") is `target`, tombstoning their ids."""
@@ -231,7 +258,16 @@ class GalleryDatabase:
         return set(rows.fetchall())
 
 
+# `INSERT ... ON CONFLICT DO NOTHING RETURNING` (one face per photo) needs this SQLite.
+MIN_SQLITE = (3, 35, 0)
+
+
 def _open_for_writing(path: Path) -> sqlite3.Connection:
+    if sqlite3.sqlite_version_info < MIN_SQLITE:
+        raise sqlite3.DatabaseError(
+            f"SQLite {sqlite3.sqlite_version} is too old to write galleries (needs "
+            f"{'.'.join(map(str, MIN_SQLITE))} or newer)"
+        )
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
     try:
         db.execute("PRAGMA journal_mode=WAL")
@@ -249,29 +285,54 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
 
 def _add_content_column(db: sqlite3.Connection) -> None:
     """Galleries made before photos were told apart by content get the column (all NULL: their
-    faces stay unconstrained, new adds are)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(faces)")}
-    if "content" not in columns:
-        db.execute("ALTER TABLE faces ADD COLUMN content TEXT")
+    faces stay unconstrained, new adds are). Under the write lock, checked again inside it: two
+    processes opening an old gallery at once must not both add it."""
+    def has_column() -> bool:
+        return "content" in {row[1] for row in db.execute("PRAGMA table_info(faces)")}
+
+    if has_column():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if not has_column():
+            db.execute("ALTER TABLE faces ADD COLUMN content TEXT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
-def _open_read_only(path: Path) -> sqlite3.Connection:
-    """A connection that writes nothing, even where the folder cannot be written.
+def _open_read_only(path: Path) -> tuple[sqlite3.Connection, bool]:
+    """A connection that writes nothing, even where the folder cannot be written, and whether
+    it is immutable.
 
     A WAL database's readers need its `-shm` file; where it is absent (the last writer closed
     cleanly, so there is no `-wal` either) and cannot be made, the file is read as immutable.
     """
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    for suffix in ("", "&immutable=1"):
+    for immutable in (False, True):
+        suffix = "&immutable=1" if immutable else ""
         db = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False, timeout=60)
         try:
             db.execute("SELECT COUNT(*) FROM meta").fetchone()
-            return db
+            return db, immutable
         except sqlite3.OperationalError:
             db.close()
-            if suffix or Path(f"{path}-wal").exists():
+            if immutable or Path(f"{path}-wal").exists():
                 raise
     raise AssertionError("unreachable")
+
+
+def _file_signature(path: Path) -> tuple:
+    """What changes when anyone writes the database: its file's and its WAL's identity."""
+    signature = []
+    for file in (path, Path(f"{path}-wal")):
+        try:
+            stat = file.stat()
+            signature.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+        except FileNotFoundError:
+            signature.append(None)
+    return tuple(signature)
 
 
 def _first(row: tuple | None) -> int | None:

@@ -83,6 +83,8 @@ class Gallery:
         if not meta:
             chosen = resolve_encoder(encoder)
             self._database.write_meta(identity_meta(chosen))
+            # Another process may have made the gallery first, with its own encoder.
+            check_identity(self._database.meta(), chosen, self.path)
             return chosen
         check_format(meta, self.path)
         if encoder is None:
@@ -164,7 +166,10 @@ class Gallery:
         contents = list(contents) if contents is not None else none
         with self._rw.write(), self._db_lock:
             self._index.sync()
-            ids = self._database.insert_faces(labels, sources, boxes, vectors, contents)
+            ids, (missed_ids, missed) = self._database.insert_faces(
+                labels, sources, boxes, vectors, contents, self._index.index.last_id()
+            )
+            self._index.add(missed, missed_ids.tolist())  # committed by others meanwhile
             new = [row for row, face_id in enumerate(ids) if face_id is not None]
             self._index.add(vectors[new], [ids[row] for row in new])
             return ids

@@ -19,14 +19,26 @@ QUOTE_LIMIT = 40
 
 def is_valid_label(label: object) -> bool:
     """Whether `label` can name a person in a gallery (see `LABEL_RULE`)."""
-    # Unicode category C: controls (ANSI escapes, tabs, line breaks), format characters (bidi
-    # overrides that reorder a printed line), surrogates (undecodable bytes), unassigned.
     return (
         isinstance(label, str)
         and bool(label.strip())
         and len(label) <= MAX_LABEL
-        and not any(unicodedata.category(c)[0] == "C" for c in label)
+        and not any(_is_control(c) for c in label)
     )
+
+
+# Joiners that ordinary spellings need (Persian and Indic names, emoji sequences), though
+# Unicode files them as format characters.
+JOINERS = {"\u200c", "\u200d"}
+
+
+def _is_control(character: str) -> bool:
+    """Unicode category C but what names use: controls (ANSI escapes, tabs, line breaks),
+    format characters (bidi overrides that reorder a printed line) but the joiners,
+    surrogates (undecodable bytes) and private use; unassigned code points (emoji newer than
+    this Python's tables) are allowed."""
+    category = unicodedata.category(character)
+    return category in ("Cc", "Cs", "Co") or (category == "Cf" and character not in JOINERS)
 
 
 def quote_label(label: str) -> str:

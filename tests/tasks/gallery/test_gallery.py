@@ -24,7 +24,7 @@ class FakeEncoder:
     """An encoder with a name and a size, for galleries fed embeddings directly."""
 
     input_size = 32
-    threshold = 0.3
+    default_threshold = 0.3
 
     def __init__(self, name: str = "fake", dim: int = DIM):
         self.name, self.dim = name, dim
@@ -336,3 +336,99 @@ def test_a_gallery_made_before_the_photo_constraint_takes_it_on(tmp_path: Path) 
         twice = [reopened.add_embeddings(vectors[:1], labels[:1], sources=["b.jpg"],
                                          contents=["x"]) for _ in range(2)]  # fmt: skip
         assert twice[1] == [None] and len(reopened) == 5
+
+
+def test_faces_another_process_commits_while_this_one_waits_to_add_are_searchable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vectors, labels = people(5, 1)
+    ours, theirs = Gallery(tmp_path / "g", FakeEncoder()), Gallery(tmp_path / "g")
+    # Their commit lands after our look at the database and before our write lock:
+    monkeypatch.setattr(ours._index, "sync", lambda: None)
+    theirs.add_embeddings(vectors[:3], labels[:3])
+    ours.add_embeddings(vectors[3:], labels[3:])
+    ours.save_index()
+    monkeypatch.undo()
+    ours.close()
+    with Gallery(tmp_path / "g") as reopened:
+        for vector, label in zip(vectors, labels, strict=True):
+            assert reopened.search_embedding(vector, 1)[0].label == label
+
+
+def test_an_old_gallery_opened_by_several_processes_at_once_migrates_once(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+
+    vectors, labels = people(2, 2)
+    with Gallery(tmp_path / "g", FakeEncoder()) as gallery:
+        gallery.add_embeddings(vectors, labels)
+    db = sqlite3.connect(tmp_path / "g" / "gallery.sqlite")
+    db.execute("DROP INDEX faces_photo")
+    db.execute("ALTER TABLE faces DROP COLUMN content")
+    db.commit()
+    db.close()
+    script = (
+        "import sys; from facerep.tasks.gallery import Gallery; print(len(Gallery(sys.argv[1])))"
+    )
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "g")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(4)]  # fmt: skip
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert [out.strip() for out, _ in outputs] == ["4"] * 4, [err for _, err in outputs]
+
+
+def test_a_reader_without_a_journal_sees_what_the_writer_did_since(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facerep.tasks.gallery import database
+
+    vectors, labels = people(3, 1)
+    with Gallery(tmp_path / "g", FakeEncoder()) as gallery:
+        gallery.add_embeddings(vectors, labels)
+
+    def immutable(path: Path) -> tuple:
+        # As in a folder this user cannot write, where SQLite can only read it as immutable.
+        uri = f"file:{path}?mode=ro&immutable=1"
+        return database.sqlite3.connect(uri, uri=True, check_same_thread=False), True
+
+    monkeypatch.setattr(database, "_open_read_only", immutable)
+    reader = Gallery(tmp_path / "g", read_only=True)
+    assert reader._database.immutable
+    assert reader.search_embedding(vectors[0], 1)[0].label == labels[0]
+    with Gallery(tmp_path / "g") as writer:
+        writer.remove(labels[0])
+        writer.compact()
+    assert labels[0] not in {m.label for m in reader.search_embedding(vectors[0], 3)}
+    assert len(reader) == 2
+
+
+def test_too_old_an_sqlite_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 26, 0))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.26.0")
+    with pytest.raises(GalleryError, match=r"SQLite 3\.26\.0 is too old to write galleries"):
+        Gallery(tmp_path / "g", FakeEncoder())
+
+
+def test_two_creators_of_one_gallery_cannot_mix_encoders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facerep.tasks.gallery.database import GalleryDatabase
+    from facerep.tasks.gallery.identity import identity_meta
+
+    real = GalleryDatabase.write_meta
+
+    def first_the_other_one(self, rows):  # the other creator's meta lands first
+        real(self, identity_meta(FakeEncoder("other")))
+        real(self, rows)
+
+    monkeypatch.setattr(GalleryDatabase, "write_meta", first_the_other_one)
+    with pytest.raises(GalleryError, match="holds other embeddings") as error:
+        Gallery(tmp_path / "g", FakeEncoder())
+    assert error.value.kind == "encoder_mismatch"

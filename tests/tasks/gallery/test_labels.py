@@ -31,7 +31,15 @@ def test_control_characters_and_blank_or_long_labels_are_refused(label: str) -> 
         check_label(label)
 
 
-@pytest.mark.parametrize("label", ["Zoë O'Brien", "李小龙", "José (2019)", "[/b] tag", "x" * 200])
+NAMES = [
+    "Zoë O'Brien", "李小龙", "José (2019)", "[/b] tag", "x" * 200,
+    # A Persian name (Mohammad-Reza) with the zero-width non-joiner it is spelled with.
+    "\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627",
+    "\U0001f469\u200d\U0001f4bb",  # an emoji sequence joined by a zero-width joiner
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("label", NAMES)
 def test_names_people_have_are_labels(label: str) -> None:
     assert is_valid_label(label) and check_label(label) == label
 
