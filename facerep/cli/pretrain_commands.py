@@ -198,6 +198,8 @@ class TrainingProgress:
 
 def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
     epochs = result.epoch_losses
+    if result.collapse:
+        console_err.print(f"[yellow]warning:[/yellow] {result.collapse}", highlight=False)
     if json:
         print_json(
             {
@@ -206,6 +208,7 @@ def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
                 "epoch_losses": epochs,
                 "images_per_sec": result.images_per_sec,
                 "seconds": result.seconds,
+                "collapse": result.collapse,
             }
         )
         return

@@ -20,9 +20,14 @@ from torch import nn
 from facerep.models.config import ModelConfig
 from facerep.models.conv_ae import ConvAEConfig
 from facerep.models.mae import MAEConfig
+from facerep.models.resnet import ResNetConfig
 
 # Each kind's config class, by the `kind` its JSON dict carries.
-MODEL_KINDS: dict[str, type[ModelConfig]] = {"mae": MAEConfig, "conv_ae": ConvAEConfig}
+MODEL_KINDS: dict[str, type[ModelConfig]] = {
+    "mae": MAEConfig,
+    "conv_ae": ConvAEConfig,
+    "resnet": ResNetConfig,
+}
 
 # The one flat config of runs written before each kind had its own: a conv_ae run's config.json
 # still carries the ViT fields at their defaults, which its kind never read.
@@ -75,6 +80,9 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         # Four stride-2 stages: 64 px -> 4x4 and 112 px -> 7x7 bottlenecks of 256 channels.
         ConvAEConfig(img_size=64, patch_size=8, embed_dim=256, depth=4, name="conv_ae_64"),
         ConvAEConfig(img_size=112, patch_size=16, embed_dim=256, depth=4, name="conv_ae_112"),
+        # A residual CNN for joint-embedding objectives on a CPU: ~1.2M parameters at 64 px.
+        ResNetConfig(img_size=64, patch_size=16, embed_dim=256, widths=(32, 64, 128, 256),
+                     blocks=(1, 1, 1, 1), name="resnet_tiny_64"),
     ]
 }  # fmt: skip
 
@@ -84,6 +92,7 @@ MODEL_ALIASES: dict[str, str] = {
     "vit-small": "mae_vit_small_p8_64",
     "vit-base": "mae_vit_base_p16_112",
     "conv-ae": "conv_ae_64",
+    "resnet-tiny": "resnet_tiny_64",
 }
 
 

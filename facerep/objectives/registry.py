@@ -35,6 +35,13 @@ OBJECTIVES: dict[str, ObjectiveEntry] = {
             "facerep.objectives.reconstruction:MaskedReconstruction",
             ("masking", "mask_ratio"),
         ),
+        ObjectiveEntry(
+            "instance",
+            "instance discrimination: two views, a momentum encoder, a queue of negatives "
+            "(MoCo v2)",
+            "facerep.objectives.instance:InstanceDiscrimination",
+            ("queue_size", "temperature", "momentum", "projection_dim"),
+        ),
     ]
 }
 DEFAULT_OBJECTIVE = "reconstruction"

@@ -104,6 +104,29 @@ class TrainConfig:
     color_jitter: float = option(
         0.2, "Brightness, contrast, saturation factors in [1 - c, 1 + c].", low=0.0, high=1.0
     )
+    # Stronger, still face-safe views for joint-embedding objectives; off by default.
+    rotation_jitter: float = option(
+        0.0, "Largest random roll in degrees (tilted heads; 10 keeps faces upright).",
+        low=0.0, high=45.0,
+    )
+    greyscale: float = option(
+        0.0, "Probability of a grey view (colour says little of who it is).", low=0.0, high=1.0
+    )
+    blur: float = option(0.0, "Probability of a Gaussian blur (focus, resolution).", low=0.0,
+                         high=1.0)
+    erase: float = option(
+        0.0, "Probability of a grey square over 10-30% of the side (an occluder).", low=0.0,
+        high=1.0,
+    )
+    # Instance discrimination's options (MoCo v2: He et al. 2020, Chen et al. 2020).
+    queue_size: int = option(
+        4096, "Negatives kept from earlier batches (instance); not tied to the batch.", low=1
+    )
+    temperature: float = option(0.2, "Softmax temperature of the contrastive loss.", low=0.001)
+    momentum: float = option(
+        0.99, "EMA rate of the momentum encoder (instance).", low=0.0, high=1.0
+    )
+    projection_dim: int = option(128, "Output size of the projection head.", low=1)
     precision: Precision = option(
         "auto", "auto (bf16 on CUDA), fp32, or bf16 (also on CPUs with bf16 units)."
     )

@@ -65,6 +65,10 @@ from facerep.train.observe import (
 )
 
 GRID_FACES = 8
+# An objective that logs `embedding_spread` (the per-dimension std of its unit projections) has
+# collapsed when it falls below this: every face maps to nearly one point. Spread evenly, 128-D
+# unit vectors have about 1/sqrt(128) = 0.088.
+COLLAPSED_SPREAD = 0.01
 # The step number whose generator draws the preview's randomness (masks): never a training step.
 GRID_STEP = 2**63 - 1
 
@@ -97,6 +101,8 @@ class PretrainResult:
     images_per_sec: float = 0.0
     parameter_spread: float = 0.0
     figure: Path | None = None  # the objective's preview (reconstructions.png), if it has one
+    collapse: str | None = None  # why the embeddings look collapsed, when they do
+
 
     @property
     def epoch_losses(self) -> list[float]:
@@ -343,6 +349,10 @@ class _Trainer:
             config.scale_jitter,
             config.shift_jitter,
             config.color_jitter,
+            rotation=config.rotation_jitter,
+            grey=config.greyscale,
+            blur=config.blur,
+            erase=config.erase,
         )
         mine = slice(world.rank, None, world.size)
         x, moved = augment(imgs.to(self.device).float() / 255.0, landmarks, params.rows(mine))
@@ -409,6 +419,7 @@ class _Trainer:
             seconds,
             steps * self.config.batch_size / max(seconds, 1e-9),
             spread,
+            collapse=self._collapse(),
         )
         if self.world.is_main:
             grid = self._grid()
@@ -420,6 +431,17 @@ class _Trainer:
             if self.log:
                 self.log.close()
         return result
+
+    def _collapse(self) -> str | None:
+        """A warning when the objective's last logged embedding spread shows a collapse."""
+        spread = self._terms.get("embedding_spread")
+        if spread is None or spread >= COLLAPSED_SPREAD:
+            return None
+        return (
+            f"the embeddings collapsed (spread {spread:.4f} < {COLLAPSED_SPREAD} at step "
+            f"{self.step}): every face maps to nearly the same point; try a lower lr, a larger "
+            "queue or a higher temperature"
+        )
 
     def _write_summary(self, result: PretrainResult) -> None:
         epochs = result.epoch_losses
@@ -434,6 +456,8 @@ class _Trainer:
             "processes": self.world.size,
             "parameter_spread_across_processes": result.parameter_spread,
             "faces": len(self.data),
+            **{f"last_{name}": round(value, 5) for name, value in self._terms.items()},
+            "collapse": result.collapse,
         }
         with atomic_write(self.run_dir / SUMMARY_FILE, "w") as f:
             json.dump(summary, f, indent=2)

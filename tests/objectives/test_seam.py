@@ -83,3 +83,26 @@ def test_resuming_a_run_with_another_objective_is_refused(
     other = config(lfw_dataset, tmp_path / "run", registered)
     with pytest.raises(ValueError, match=r"trained with objective reconstruction.*refused"):
         pretrain(other, resume=True)
+
+
+class Collapsing(TwoViewAgreement):
+    """Reports every face at one point, as a collapsed joint-embedding run would."""
+
+    def forward(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
+        terms = super().forward(batch)
+        return {**terms, "embedding_spread": torch.tensor(0.0)}
+
+
+def test_a_collapse_seen_in_the_logged_spread_is_reported(
+    monkeypatch: pytest.MonkeyPatch, lfw_dataset: Path, tmp_path: Path
+) -> None:
+    import json
+
+    entry = ObjectiveEntry("collapsing", "collapses", f"{__name__}:Collapsing", ("mask_ratio",))
+    monkeypatch.setitem(OBJECTIVES, entry.name, entry)
+    result = pretrain(config(lfw_dataset, tmp_path / "run", "collapsing", epochs=1))
+    assert result.collapse is not None and "embeddings collapsed" in result.collapse
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["collapse"] == result.collapse and summary["last_embedding_spread"] == 0.0
+    healthy = pretrain(config(lfw_dataset, tmp_path / "ok", "reconstruction", epochs=1))
+    assert healthy.collapse is None

@@ -39,7 +39,7 @@ def test_json_round_trip() -> None:
         ("mask_ratio = 1.0", "mask_ratio must be in"),
         ("holdout_fraction = 0.0", r"holdout_fraction must be in \(0, 1\), got 0.0"),
         ("hflip = 1.5", r"hflip must be in \[0, 1\], got 1.5"),
-        ("objective = 'jigsaw'", "unknown objective 'jigsaw'; choose one of: reconstruction"),
+        ("objective = 'jigsaw'", "unknown objective 'jigsaw'; choose one of: instance, recon"),
         ("learning_rate = 0.1", "unknown training options"),
         ("epochs = [", "not valid TOML"),
     ],
