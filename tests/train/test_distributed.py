@@ -53,3 +53,38 @@ def test_two_processes_match_one_with_the_same_global_batch(lfw_dataset: Path, t
     assert gap < 3e-4 < 5e-3 < control, (gap, control)
     losses = json.loads((tmp_path / "two" / "summary.json").read_text())["epoch_losses"]
     assert abs(losses[0] - single.epoch_losses[0]) < 1e-5
+
+
+INSTANCE_OPTIONS = """
+model = "resnet-tiny"
+model_overrides = {img_size = 32}
+objective = "instance"
+queue_size = 16
+epochs = 1
+batch_size = 8
+lr = 0.002
+warmup_epochs = 0.3
+greyscale = 0.3
+erase = 0.3
+checkpoint_every = 100
+"""
+
+
+def test_instance_discrimination_on_two_processes_matches_one(lfw_dataset: Path, tmp_path: Path):
+    # The queue is filled with keys gathered from both processes in global order, so the
+    # negatives, and so the losses and weights, are those of one process.
+    options = tmp_path / "options.toml"
+    options.write_text(INSTANCE_OPTIONS)
+    single = pretrain(load_config(options, datasets=(str(lfw_dataset),),
+                                  out=str(tmp_path / "one")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "facerep", "pretrain", str(lfw_dataset), "--out", str(tmp_path / "two"),
+               "--config", str(options), "--quiet"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["parameter_spread_across_processes"] == 0.0
+    assert abs(summary["epoch_losses"][0] - single.epoch_losses[0]) < 1e-4
+    one, two = (load_weights(tmp_path / r / "model.safetensors") for r in ("one", "two"))
+    assert max((two[k] - one[k]).abs().max().item() for k in one) < 3e-4
