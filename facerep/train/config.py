@@ -19,6 +19,7 @@ from facerep.models.strategies import MaskingStrategy
 from facerep.objectives.registry import DEFAULT_OBJECTIVE, check_objective
 
 Precision = Literal["auto", "fp32", "bf16"]
+Optimizer = Literal["adamw", "sgd"]
 # A warmup longer than the run (the default 2 epochs in a 1-epoch run) becomes this share of it:
 # the default recipe's share (2 of 20 epochs), so a short run keeps the recipe's shape.
 CLIPPED_WARMUP_SHARE = 0.1
@@ -87,6 +88,8 @@ class TrainConfig:
         low=0.0,
     )
     weight_decay: float = option(0.05, "AdamW decay; not on norms, biases, tokens.", low=0.0)
+    # AdamW is MAE's; contrastive recipes (MoCo, SimCLR) use SGD with momentum 0.9.
+    optimizer: Optimizer = option("adamw", "adamw (MAE) or sgd (momentum 0.9, MoCo).")
     betas: tuple[float, float] = option((0.9, 0.95), "MAE's AdamW betas.", cli=False)
     clip_grad: float | None = option(1.0, "Max gradient norm; 0 disables.", low=0.0)
     # Identity datasets give only their training identities: the rest is kept for evaluation.

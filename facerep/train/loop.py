@@ -174,6 +174,13 @@ def step_generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(mixed))
 
 
+def make_optimizer(config: TrainConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    """The run's optimizer over `groups`: AdamW (MAE's recipe) or SGD with momentum 0.9."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.base_lr_scaled, momentum=0.9)
+    return torch.optim.AdamW(groups, lr=config.base_lr_scaled, betas=config.betas)
+
+
 def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups: decay on weight matrices, none on biases, norms and tokens (MAE, timm)."""
     decay, no_decay = [], []
@@ -210,11 +217,8 @@ class _Trainer:
         self.steps_per_epoch = len(self.loader)
         self.total_steps = config.epochs * self.steps_per_epoch
         self.warmup_steps = round(config.warmup_epochs_used * self.steps_per_epoch)
-        self.optimizer = torch.optim.AdamW(
-            weight_decay_groups(self.objective, config.weight_decay),
-            lr=config.base_lr_scaled,
-            betas=config.betas,
-        )
+        groups = weight_decay_groups(self.objective, config.weight_decay)
+        self.optimizer = make_optimizer(config, groups)
         self.step, self.losses = 0, []
         self._terms: dict[str, float] = {}  # the objective's other scalars of the last step
         if resume:

@@ -157,3 +157,19 @@ def test_the_reconstruction_grid_is_drawn_once_per_epoch_and_at_a_mid_epoch_end(
     calls.clear()
     pretrain(tiny_config(lfw_dataset, tmp_path / "cut"), stop_after=3)  # no epoch ended
     assert len(calls) == 1 and (tmp_path / "cut" / "reconstructions.png").is_file()
+
+
+def test_sgd_is_there_for_the_recipes_that_use_it(lfw_dataset, tmp_path, monkeypatch):
+    made = []
+    real = loop.make_optimizer
+
+    def recorded(config, groups):
+        made.append(real(config, groups))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "make_optimizer", recorded)
+    result = pretrain(tiny_config(lfw_dataset, tmp_path / "run", optimizer="sgd", lr=0.05))
+    assert isinstance(made[0], torch.optim.SGD) and made[0].defaults["momentum"] == 0.9
+    assert np.isfinite(result.losses).all() and result.epoch_losses[-1] < result.epoch_losses[0]
+    with pytest.raises(ValueError, match="optimizer must be one of 'adamw', 'sgd'"):
+        TrainConfig(optimizer="lamb")
