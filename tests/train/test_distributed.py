@@ -23,20 +23,24 @@ checkpoint_every = 100
 """
 
 
+def train_on_two_processes(data: Path, out: Path, options: Path) -> dict:
+    """`facerep pretrain` under torchrun on 2 CPU processes; its summary.json."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "facerep", "pretrain", str(data), "--out", str(out), "--config", str(options),
+               "--quiet"]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads((out / "summary.json").read_text())
+
+
 def test_two_processes_match_one_with_the_same_global_batch(lfw_dataset: Path, tmp_path: Path):
     options = tmp_path / "options.toml"
     options.write_text(OPTIONS)
     single = pretrain(load_config(options, datasets=(str(lfw_dataset),),
                                   out=str(tmp_path / "one")))
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "facerep", "pretrain", str(lfw_dataset), "--out", str(tmp_path / "two"),
-               "--config", str(options), "--quiet"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    summary = train_on_two_processes(lfw_dataset, tmp_path / "two", options)
     assert summary["processes"] == 2
     assert summary["parameter_spread_across_processes"] == 0.0  # ranks identical
     assert summary["steps"] == single.steps == 11
@@ -77,13 +81,7 @@ def test_instance_discrimination_on_two_processes_matches_one(lfw_dataset: Path,
     options.write_text(INSTANCE_OPTIONS)
     single = pretrain(load_config(options, datasets=(str(lfw_dataset),),
                                   out=str(tmp_path / "one")))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "facerep", "pretrain", str(lfw_dataset), "--out", str(tmp_path / "two"),
-               "--config", str(options), "--quiet"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    summary = train_on_two_processes(lfw_dataset, tmp_path / "two", options)
     assert summary["parameter_spread_across_processes"] == 0.0
     assert abs(summary["epoch_losses"][0] - single.epoch_losses[0]) < 1e-4
     one, two = (load_weights(tmp_path / r / "model.safetensors") for r in ("one", "two"))
