@@ -24,7 +24,7 @@ from facerep.tasks.gallery.database import GalleryDatabase, GalleryFace
 from facerep.tasks.gallery.errors import GalleryError
 from facerep.tasks.gallery.identity import check_format, check_identity, identity_meta
 from facerep.tasks.gallery.index_sync import DerivedIndex
-from facerep.tasks.gallery.labels import LABEL_RULE, is_valid_label
+from facerep.tasks.gallery.labels import check_label
 from facerep.tasks.gallery.locks import ReadWriteLock
 from facerep.tasks.index_policy import IndexChoice, choose_kind
 from facerep.types import Box, Match
@@ -317,8 +317,10 @@ def photo_digest(path: str | Path) -> str:
 
 def _check_labels(labels: Iterable[str]) -> None:
     for label in labels:
-        if not is_valid_label(label):
-            raise GalleryError(f"face label {label!r}: {LABEL_RULE}", "invalid")
+        try:
+            check_label(label, "face label")  # quoted shortened: never a 100 kB line
+        except ValueError as e:
+            raise GalleryError(str(e), "invalid") from None
 
 
 def _match(face: GalleryFace, similarity: float, threshold: float | None) -> Match:

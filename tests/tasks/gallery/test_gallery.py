@@ -432,3 +432,11 @@ def test_two_creators_of_one_gallery_cannot_mix_encoders(
     with pytest.raises(GalleryError, match="holds other embeddings") as error:
         Gallery(tmp_path / "g", FakeEncoder())
     assert error.value.kind == "encoder_mismatch"
+
+
+def test_a_bad_label_from_python_is_quoted_shortened(tmp_path: Path) -> None:
+    vectors, _ = people(1, 1)
+    with Gallery(tmp_path / "g", FakeEncoder()) as gallery, pytest.raises(GalleryError) as error:
+        gallery.add_embeddings(vectors, ["x" * 100_000])
+    assert error.value.kind == "invalid" and "(100,000 characters)" in str(error.value)
+    assert len(str(error.value)) < 300
