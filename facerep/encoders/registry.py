@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from facerep.encoders.base import Encoder
+from facerep.encoders.base import Encoder, Fittable
 from facerep.runs import is_run
 
 EncoderLike = Encoder | str | Path | None
@@ -115,15 +115,18 @@ def load_encoder(name_or_path: str | Path, **options: object) -> Encoder:
 
 def load_ready_encoder(name_or_path: str | Path) -> Encoder:
     """`load_encoder` for the face tools: refuses an encoder that must be fitted first."""
-    name = str(name_or_path)
-    entry = BUILTIN_ENCODERS.get(name)
-    if entry is not None and entry.needs_fit:
+    return check_ready(load_encoder(name_or_path))
+
+
+def check_ready(encoder: Encoder) -> Encoder:
+    """`encoder` if it can embed now; a one-line ValueError for an unfitted estimator."""
+    if isinstance(encoder, Fittable) and not encoder.fitted:
         ready = ", ".join(e.name for e in list_encoders(fitted_only=True))
         raise ValueError(
-            f"encoder {name} must be fitted on labelled faces first (it serves `facerep eval`); "
-            f"use one of: {ready}"
+            f"encoder {encoder.name} must be fitted on labelled faces first (it serves "
+            f"`facerep eval`); use one of: {ready}"
         )
-    return load_encoder(name)
+    return encoder
 
 
 def resolve_encoder(encoder: EncoderLike = None) -> Encoder:

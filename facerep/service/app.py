@@ -27,7 +27,6 @@ from facerep.service.face_service import FaceService
 from facerep.service.metrics import Metrics, MetricsMiddleware
 from facerep.service.settings import (
     ServiceSettings,
-    check_encoder,
     check_host,
     check_settings,
     make_gallery_dir,
@@ -111,14 +110,14 @@ def serve(
     """
     import uvicorn
 
-    from facerep.encoders.registry import resolve_encoder
+    from facerep.encoders.registry import check_ready, resolve_encoder
     from facerep.service.protocol import protocol_for
 
     check_settings(settings)
     check_host(settings, host)
     # Loaded here, so a bad --encoder is a one-line error instead of a failed startup.
-    settings = replace(settings, encoder=resolve_encoder(settings.encoder))
-    check_encoder(settings.encoder)
+    # An encoder passed in from Python (not by name) may still be an unfitted estimator.
+    settings = replace(settings, encoder=check_ready(resolve_encoder(settings.encoder)))
     make_gallery_dir(settings)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     uvicorn.run(

@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from facerep.encoders.base import Encoder, Fittable
 from facerep.encoders.registry import EncoderLike
 from facerep.images import DEFAULT_MAX_PIXELS
 
@@ -98,15 +97,6 @@ def make_gallery_dir(settings: ServiceSettings) -> None:
         raise ValueError(
             f"{settings.gallery_dir}: cannot create the gallery folder ({e.strerror})"
         ) from None
-
-
-def check_encoder(encoder: Encoder) -> None:
-    """Refuse an estimator that was never fitted (eigenfaces): it cannot embed a face."""
-    if isinstance(encoder, Fittable) and not encoder.fitted:
-        raise ValueError(
-            f"--encoder {encoder.name}: this encoder must be fitted on training faces before "
-            "it can embed, and serve does not fit it; use dlib or a facerep run folder"
-        )
 
 
 def check_host(settings: ServiceSettings, host: str) -> None:

@@ -147,13 +147,14 @@ def test_cli_refuses_an_unfitted_encoder(tmp_path: Path) -> None:
     assert not (tmp_path / "g").exists()
 
 
-def test_check_encoder_refuses_an_unfitted_estimator_passed_from_python() -> None:
+def test_an_unfitted_estimator_passed_from_python_is_refused() -> None:
     import numpy as np
 
     from facerep.encoders.pca import PCAEncoder
-    from facerep.service.settings import check_encoder
+    from facerep.encoders.registry import check_ready
 
-    with pytest.raises(ValueError, match="--encoder pca: this encoder must be fitted"):
-        check_encoder(PCAEncoder())
+    with pytest.raises(ValueError, match="encoder pca must be fitted on labelled faces first"):
+        check_ready(PCAEncoder())
     faces = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-    check_encoder(PCAEncoder(n_components=4).fit(faces))  # fitted: fine
+    fitted = PCAEncoder(n_components=4).fit(faces)
+    assert check_ready(fitted) is fitted
