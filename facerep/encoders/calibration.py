@@ -59,14 +59,27 @@ def load_calibration(encoder: Encoder) -> Calibration | None:
         ValueError: a calibration file is there but unreadable.
     """
     path = calibration_path(encoder)
-    if not path.is_file():
-        return None
     try:
-        return Calibration(**json.loads(path.read_text()))
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    # Every verify and search asks (the server, per request): parse a file once per version.
+    version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    cached = _READ.get(path)
+    if cached is not None and cached[0] == version:
+        return cached[1]
+    try:
+        calibration = Calibration(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError) as e:
         raise ValueError(
             f"{path}: unreadable calibration ({e}); run facerep calibrate again"
         ) from None
+    _READ[path] = (version, calibration)
+    return calibration
+
+
+# Calibrations read so far, by path, with the file version they were read from.
+_READ: dict[Path, tuple[tuple[int, int, int], Calibration]] = {}
 
 
 def current_threshold(encoder: Encoder) -> float | None:

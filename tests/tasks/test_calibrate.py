@@ -114,3 +114,20 @@ def test_a_prepared_dataset_is_embedded_with_progress(
     assert total >= 6 and calls[-1] == (total, total) and len(calls) == -(-total // 3)
     whole = encoder.embed(np.asarray(open_dataset(tmp_path / "data").crops))
     assert np.allclose(embeddings, whole)  # every face has an identity: all rows, in order
+
+
+def test_a_calibration_is_read_once_per_version_of_its_file(
+    facerep_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json as jsonlib
+
+    encoder = facerep.load_encoder("dlib")
+    calibrate(encoder, *clustered(30, 4, spread=0.6), 1e-2, "synthetic")
+    reads = []
+    real = jsonlib.loads
+    monkeypatch.setattr("facerep.encoders.calibration.json.loads",
+                        lambda text: reads.append(1) or real(text))  # fmt: skip
+    first = current_threshold(encoder)
+    assert [current_threshold(encoder) for _ in range(5)] == [first] * 5 and len(reads) == 1
+    calibrate(encoder, *clustered(30, 4, spread=0.3), 1e-2, "again")  # a new file version
+    assert current_threshold(encoder) != first and len(reads) == 2
