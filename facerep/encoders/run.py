@@ -66,8 +66,8 @@ class RunEncoder:
         return l2_normalise(np.concatenate(parts) if parts else np.zeros((0, self.dim)))
 
     def _inputs(self, faces: np.ndarray) -> torch.Tensor:
-        # A copy: torch refuses to wrap the read-only memory maps datasets hand out.
-        x = torch.from_numpy(np.array(faces, copy=True)).to(self.device)
+        # Copied only where torch cannot wrap the array: the read-only memory maps of datasets.
+        x = torch.from_numpy(np.require(faces, requirements=["C", "W"])).to(self.device)
         x = x.permute(0, 3, 1, 2).float() / 255.0
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(

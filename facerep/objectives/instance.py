@@ -68,8 +68,10 @@ class InstanceDiscrimination(Objective):
         with torch.no_grad():
             self.momentum_model.train(self.model.training)
             keys = [self._project_momentum(second), self._project_momentum(first)]
+        # A copy: the queue is overwritten below, before backward needs these negatives.
+        negatives = self.queue.clone()
         loss = 0.5 * sum(
-            self._info_nce(query, key) for query, key in zip(queries, keys, strict=True)
+            self._info_nce(query, key, negatives) for query, key in zip(queries, keys, strict=True)
         )
         self._enqueue(batch.gather(torch.cat(keys)))
         spread = queries[0].detach().float().std(dim=0).mean()
@@ -82,10 +84,12 @@ class InstanceDiscrimination(Objective):
     def _project_momentum(self, imgs: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.momentum_head(self.momentum_model.embed(imgs)), dim=1)
 
-    def _info_nce(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of picking `key` (`[B, P]`) for `query` among it and the queue."""
+    def _info_nce(
+        self, query: torch.Tensor, key: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
+        """Cross-entropy of picking `key` (`[B, P]`) for `query` among it and `negatives`."""
         positive = (query * key).sum(dim=1, keepdim=True)
-        negative = query @ self.queue.clone().detach().T.to(query.dtype)
+        negative = query @ negatives.T.to(query.dtype)
         logits = torch.cat([positive, negative], dim=1).float() / self.temperature
         target = torch.zeros(len(query), dtype=torch.long, device=query.device)  # the key: 0
         return F.cross_entropy(logits, target)
