@@ -82,7 +82,8 @@ class Previews(Protocol):
         self, imgs: torch.Tensor, landmarks: torch.Tensor, generator: torch.Generator,
         mean: torch.Tensor, std: torch.Tensor,
     ) -> np.ndarray:
-        """`[n, 3, S, S]` faces in [0, 1] -> an `[H, W, 3]` uint8 picture."""
+        """`[n, 3, S, S]` faces in [0, 1] -> an `[H, W, 3]` uint8 picture; called in eval mode
+        without gradients."""
         ...
 
 

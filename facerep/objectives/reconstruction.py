@@ -96,13 +96,12 @@ def reconstruction_grid(
     As in MAE's figures: the original, what the encoder saw (masked patches greyed out), and
     the reconstruction with the visible patches pasted back. The model's `patch_size`,
     `in_chans` and `grid_size` lay its predicted patches out. Returns an `[n*H, 3*W, 3]` uint8
-    image.
+    image. Drawn under `torch.no_grad()` with the model as it is: the trainer puts it in eval
+    mode for every objective's preview.
     """
     inputs = (imgs - mean) / std
-    model.eval()
     with torch.no_grad():
         _, pred, mask = model(inputs, mask=mask)
-    model.train()
     p = model.patch_size
     to_images = partial(unpatchify, p=p, channels=model.in_chans, grid=model.grid_size)
     pred = pred.float()
