@@ -145,12 +145,10 @@ class GalleryDatabase:
         """
         if not self.immutable:
             return self.db.execute("PRAGMA data_version").fetchone()[0]
-        signature = _file_signature(self.path)
-        if signature != self._signature:
+        if _file_signature(self.path) != self._signature:
             self.db.close()
-            self.db = self._connect(self.path)
-            self._signature = signature
-        return signature
+            self.db = self._connect(self.path)  # which records the files' new signature
+        return self._signature
 
     # ---- faces ---------------------------------------------------------------------------
 
@@ -310,17 +308,21 @@ def _open_read_only(path: Path) -> tuple[sqlite3.Connection, bool]:
     cleanly, so there is no `-wal` either) and cannot be made, the file is read as immutable.
     """
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    for immutable in (False, True):
-        suffix = "&immutable=1" if immutable else ""
-        db = sqlite3.connect(uri + suffix, uri=True, check_same_thread=False, timeout=60)
-        try:
-            db.execute("SELECT COUNT(*) FROM meta").fetchone()
-            return db, immutable
-        except sqlite3.OperationalError:
-            db.close()
-            if immutable or Path(f"{path}-wal").exists():
-                raise
-    raise AssertionError("unreachable")
+    db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=60)
+    try:
+        db.execute("SELECT COUNT(*) FROM meta").fetchone()
+        return db, False
+    except sqlite3.OperationalError:
+        db.close()
+        if Path(f"{path}-wal").exists():
+            raise  # a journal is there to be read: immutable would miss its commits
+    db = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+    try:
+        db.execute("SELECT COUNT(*) FROM meta").fetchone()  # fails here, as a damaged gallery
+    except sqlite3.DatabaseError:
+        db.close()
+        raise
+    return db, True
 
 
 def _file_signature(path: Path) -> tuple:
