@@ -16,13 +16,13 @@ Pool = Literal["mean", "cls"]
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """What every model kind has: input size, patch grid, embedding width and name."""
+    """What every model kind has: input size, patch (or output cell) size, embedding width and
+    name. Reconstruction's options (`norm_pix_loss`) belong to the autoencoders' configs."""
 
     kind: ClassVar[str] = ""  # which model class builds it; each subclass names its own
     img_size: int = 112  # aligned crop side; `facerep prepare` writes 112 (64 for small models)
     patch_size: int = 16  # token and mask granularity: 16 px at 112 is a 7x7 grid (MAE: 14x14)
     embed_dim: int = 768  # encoder width (conv_ae: bottleneck channels) = embedding size
-    norm_pix_loss: bool = True  # per-patch normalised reconstruction targets: MAE's better features
     name: str = ""  # the registered name it came from, for reports; not used to build
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class ConvAEConfig(ModelConfig):
     patch_size: int = 8
     embed_dim: int = 256
     depth: int = 4  # stride-2 stages: 64 px -> a 4x4 bottleneck
+    norm_pix_loss: bool = True  # the MAE's per-patch normalised targets, so only the model differs
 
     def build(self) -> ConvAutoencoder:
         """A freshly initialised `ConvAutoencoder` with this config as `model.config`."""

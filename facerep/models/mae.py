@@ -31,6 +31,7 @@ class MAEConfig(ModelConfig):
     decoder_depth: int = 8  # MAE: 8 blocks; 1-4 suffice for linear-probe quality at small scale
     decoder_num_heads: int = 16  # decoder heads
     mlp_ratio: float = 4.0  # MLP hidden width over block width, the ViT standard
+    norm_pix_loss: bool = True  # per-patch normalised reconstruction targets: MAE's better features
 
     def build(self) -> MaskedAutoencoder:
         """A freshly initialised `MaskedAutoencoder` with this config as `model.config`."""
