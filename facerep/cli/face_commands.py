@@ -118,10 +118,12 @@ def cluster(
     OUT/failures.csv; clusters.csv has one row per face.
     """
     from facerep.api import cluster as cluster_faces
-    from facerep.tasks.cluster import check_out_folder, person_folder, write_clusters
+    from facerep.outputs import check_output
+    from facerep.tasks.cluster import person_folder, write_clusters
 
     with user_errors():
-        check_out_folder(out, overwrite, [folder])  # before minutes of clustering, not after
+        # Before minutes of clustering, not after.
+        check_output(out, [folder], kind="cluster", overwrite=overwrite)
     with user_errors(), progress_bar("cluster", quiet or json) as on_progress:
         clustering = cluster_faces(folder, encoder, threshold=threshold, on_progress=on_progress)
         write_clusters(clustering, out, "copy" if copy else "symlink", overwrite=overwrite)

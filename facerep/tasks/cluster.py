@@ -136,13 +136,6 @@ def person_folder(cluster: int) -> str:
     return "unmatched" if cluster == UNMATCHED else f"person-{cluster + 1:03d}"
 
 
-def check_out_folder(
-    out: str | Path, overwrite: bool = False, inputs: Sequence[str | Path] = ()
-) -> None:
-    """Raise OutputError unless `out` may hold the clusters of `inputs` (see facerep.outputs)."""
-    check_output(out, inputs, kind="cluster", overwrite=overwrite)
-
-
 def write_clusters(
     clustering: Clustering, out: str | Path, mode: LinkMode = "symlink", overwrite: bool = False
 ) -> Path:
@@ -155,7 +148,7 @@ def write_clusters(
     """
     out = Path(out)
     sources = [face.source for face in clustering.faces] + [s for s, _ in clustering.failures]
-    check_out_folder(out, overwrite, sources)
+    check_output(out, sources, kind="cluster", overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:

@@ -24,6 +24,11 @@ class World:
     size: int = 1
 
     @property
+    def rows(self) -> slice:
+        """This process's rows of a global batch: its `DistributedSampler` shard interleaves."""
+        return slice(self.rank, None, self.size)
+
+    @property
     def is_main(self) -> bool:
         """Only the main process writes checkpoints, logs and figures."""
         return self.rank == 0

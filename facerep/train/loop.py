@@ -313,7 +313,7 @@ class _Trainer:
             [self._view(imgs, landmarks, generator) for _ in range(self.objective.num_views)],
             generator,
             config.batch_size,
-            slice(world.rank, None, world.size),
+            world.rows,
             lambda rows: gather_interleaved(rows, world),
         )
         lr = lr_at(
@@ -358,8 +358,9 @@ class _Trainer:
             blur=config.blur,
             erase=config.erase,
         )
-        mine = slice(world.rank, None, world.size)
-        x, moved = augment(imgs.to(self.device).float() / 255.0, landmarks, params.rows(mine))
+        x, moved = augment(
+            imgs.to(self.device).float() / 255.0, landmarks, params.rows(world.rows)
+        )
         return View((x - self.mean) / self.std, moved)
 
     def _bf16(self) -> bool:

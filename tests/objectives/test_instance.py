@@ -69,7 +69,7 @@ def test_the_momentum_encoder_and_queue_are_checkpointed_and_resume_exactly(
         torch.testing.assert_close(resumed[key], state[key])
 
 
-def test_instance_needs_an_embedding_model(lfw_dataset: Path, tmp_path: Path) -> None:
+def test_instance_needs_an_embedding_model() -> None:
     from torch import nn
 
     from facerep.objectives.registry import create_objective
