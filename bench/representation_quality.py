@@ -3,15 +3,20 @@
 The whole recipe, reproducible from a clean clone with the shared data beside it:
 1. prepare faces_unlabeled (flat), ORL and cs131_faces at 64x64;
 2. pretrain each requested run (skipped when its run directory already holds a finished run)
-   on the unlabeled corpus plus the *training* identities of ORL and cs131 (seed 0, half);
+   on the unlabeled corpus plus the *training* identities of ORL and cs131 (seed 0, half),
+   from a recipe in bench/recipes/ (a `facerep pretrain --config` file);
 3. evaluate every run and the baselines on the held-out identities of ORL and cs131 (the same
    split), and the attribute probes (gender, age group) on the UTKFace part of the corpus;
 4. write bench/results/representation_quality.{json,md} with the date and the machine.
 
-    python bench/representation_quality.py --run vit-tiny-random:random:20
-    python bench/representation_quality.py --run a:random:4 --run b:face-regions:4 ...
+    python bench/representation_quality.py --run instance-60m:instance:32
+    python bench/representation_quality.py --run mae-15m:mae:6 --run inst-15m:instance:8 ...
 
-A run spec is NAME:MASKING:EPOCHS (model vit-tiny unless --model); runs live in --runs-dir.
+A run spec is NAME:RECIPE:EPOCHS; runs live in --work. Each run is reported as shipped (its
+encoder whitened on its own unlabelled training faces: what `verify`, galleries and the service
+use), raw (`:raw`), and raw with whitening fitted on the evaluation's training identities
+(`:raw+whiten`, the protocol of earlier tables); an `--all-heldout` table beside it evaluates on
+every identity with nothing fitted on evaluation faces.
 """
 
 from __future__ import annotations
@@ -37,13 +42,17 @@ from facerep.eval.harness import (
     load_eval_data,
 )
 from facerep.eval.report import attribute_table, markdown_table
-from facerep.train.config import TrainConfig
+from facerep.train.config import load_config
 from facerep.train.loop import pretrain
+from facerep.train.whiten import whiten_run
+from facerep.whitening import load_whitening
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
+RECIPES = ROOT / "bench" / "recipes"
 BASELINES = ("pixels", "pca", "dlib")
+UNFITTED_BASELINES = ("pixels", "dlib")  # what the all-held-out protocol can evaluate
 HEADLINE = (
     "verification_accuracy",
     "verification_std",
@@ -77,29 +86,63 @@ def prepare_all(data_dir: Path, work: Path) -> dict[str, Path]:
     return out
 
 
-def pretrain_run(spec: str, model: str, datasets: dict[str, Path], runs: Path) -> tuple[Path, dict]:
-    """Train one run unless its directory already holds a finished one; returns its summary."""
-    name, masking, epochs = spec.split(":")
+def pretrain_run(spec: str, datasets: dict[str, Path], runs: Path) -> tuple[Path, dict]:
+    """Train one run from its recipe unless its directory already holds a finished one.
+
+    Returns the run and its summary, with the recipe. A run trained before runs stored their
+    whitening gets it fitted here, on its own training faces (as pretraining now does).
+    """
+    name, recipe, epochs = spec.split(":")
     run = runs / name
     if not (run / "summary.json").is_file():
-        config = TrainConfig(
+        config = load_config(
+            RECIPES / f"{recipe}.toml",
             datasets=tuple(str(p) for p in datasets.values()),
             out=str(run),
-            model=model,
-            masking=masking,
             epochs=int(epochs),
         )
         pretrain(config, overwrite=True)
-    return run, json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    if load_whitening(run) is None:
+        start = time.perf_counter()
+        whitening = whiten_run(run)
+        summary["whitening"] = {
+            "components": whitening.dim,
+            "faces": whitening.faces,
+            "seconds": round(time.perf_counter() - start, 1),
+            "note": "fitted by the bench after training",
+        }
+    train = json.loads((run / "config.json").read_text())["train"]
+    summary["recipe"] = {
+        "file": f"bench/recipes/{recipe}.toml",
+        **{key: train[key] for key in ("model", "objective", "epochs", "batch_size")},
+    }
+    return run, summary
 
 
-def identity_tables(datasets: dict[str, Path], runs: list[Path]) -> dict[str, dict]:
-    """Every encoder, raw and whitened, on the held-out identities of ORL and cs131."""
+def run_encoders(runs: list[Path]) -> list:
+    """Each run as shipped (whitened on its own faces) and raw."""
+    encoders = []
+    for run in runs:
+        encoders += [load_encoder(run), load_encoder(run, whiten=False)]
+    return encoders
+
+
+def identity_tables(
+    datasets: dict[str, Path], runs: list[Path], all_heldout: bool = False
+) -> dict[str, dict]:
+    """Every encoder on the held-out identities of ORL and cs131: shipped, raw and whitened.
+
+    With `all_heldout`, every identity is evaluated and nothing is fitted on evaluation faces
+    (no eigenfaces, no whitening but the runs' own).
+    """
     tables = {}
     for name in ("orl", "cs131"):
-        data = load_eval_data(datasets[name], train_fraction=0.5, split_seed=0)
-        encoders = [load_encoder(name) for name in [*BASELINES, *map(str, runs)]]
-        results = evaluate_all(data, encoder_variants(encoders, whiten="both"), seed=0)
+        data = load_eval_data(datasets[name], 0.5, 0, all_heldout=all_heldout)
+        baselines = UNFITTED_BASELINES if all_heldout else BASELINES
+        encoders = [*map(load_encoder, baselines), *run_encoders(runs)]
+        variants = encoder_variants(encoders, whiten="off" if all_heldout else "both")
+        results = evaluate_all(data, variants, seed=0)
         tables[name] = {r.name: r.metrics for r in results}
     return tables
 
@@ -107,7 +150,7 @@ def identity_tables(datasets: dict[str, Path], runs: list[Path]) -> dict[str, di
 def attribute_probes(datasets: dict[str, Path], runs: list[Path]) -> dict[str, dict]:
     """Gender and age-group probes on the UTKFace faces of the unlabeled corpus."""
     data = load_attribute_data(datasets["unlabeled"], "utkface", ["gender", "age_group"])
-    encoders = [load_encoder(name) for name in [*BASELINES, *map(str, runs)]]
+    encoders = [*map(load_encoder, BASELINES), *(load_encoder(run) for run in runs)]
     return evaluate_attributes(data, encoder_variants(encoders, whiten="off"))
 
 
@@ -124,32 +167,47 @@ def markdown(report: dict) -> str:
         "",
     ]
     for run, summary in report["runs"].items():
-        losses = summary["epoch_losses"]
+        losses, recipe = summary["epoch_losses"], summary["recipe"]
+        whitening = summary.get("whitening") or {}
         lines.append(
-            f"- `{run}`: {summary['steps']} steps, {len(losses)} epochs, loss "
-            f"{losses[0]:.3f} -> {losses[-1]:.3f} ({summary['loss_fall']:.0%} lower), "
-            f"{summary['images_per_sec']} images/s, {summary['seconds_this_session']} s"
-            f" on {summary['device']}"
+            f"- `{Path(run).name}`: {recipe['objective']} on {recipe['model']} "
+            f"(`{recipe['file']}`), {len(losses)} epochs, {summary['steps']} steps of "
+            f"{recipe['batch_size']}, {summary['seconds_this_session'] / 60:.1f} min at "
+            f"{summary['images_per_sec']} images/s on {summary['device']}; loss "
+            f"{losses[0]:.3f} -> {losses[-1]:.3f}; whitening {whitening.get('components')} "
+            f"components on {whitening.get('faces')} of its training faces"
         )
-    for dataset, table in report["identity"].items():
-        rows = [
-            [encoder, *(f"{m[k]:.4f}" if isinstance(m.get(k), float) else "-" for k in HEADLINE)]
-            for encoder, m in table.items()
-        ]
-        lines += ["", f"## {dataset}", "", *markdown_table(["encoder", *HEADLINE], rows)]
     lines += [
         "",
-        "## Attribute probes (UTKFace part of faces_unlabeled, a third held out)",
-        "",
-        *markdown_table(*attribute_table(report["attributes"], ATTRIBUTE_COLUMNS)),
+        "`RUN` is the run's encoder as shipped (whitened on its own unlabelled training faces);"
+        " `RUN:raw` its pooled features; `+whiten` adds whitening fitted on the evaluation's "
+        "training identities (earlier tables' protocol).",
     ]
+    sections = [("identity", "held-out identities"), ("all_heldout", "all identities, "
+                "nothing fitted on evaluation faces (--all-heldout)")]
+    for key, title in sections:
+        for dataset, table in report.get(key, {}).items():
+            rows = [
+                [encoder, *(f"{m[k]:.4f}" if isinstance(m.get(k), float) else "-"
+                            for k in HEADLINE)]
+                for encoder, m in table.items()
+            ]
+            lines += ["", f"## {dataset}: {title}", "",
+                      *markdown_table(["encoder", *HEADLINE], rows)]
+    if report["attributes"]:
+        lines += [
+            "",
+            "## Attribute probes (UTKFace part of faces_unlabeled, a third held out)",
+            "",
+            *markdown_table(*attribute_table(report["attributes"], ATTRIBUTE_COLUMNS)),
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", default=[], help="NAME:MASKING:EPOCHS")
-    parser.add_argument("--model", default="vit-tiny")
+    parser.add_argument("--run", action="append", default=[], help="NAME:RECIPE:EPOCHS")
+    parser.add_argument("--no-attributes", action="store_true", help="skip the attribute probes")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=ROOT / "runs")
     parser.add_argument("--name", default="representation_quality", help="results file stem")
@@ -158,13 +216,14 @@ def main() -> None:
         raise SystemExit(f"{args.data}: shared face data not found")
     start = time.perf_counter()
     datasets = prepare_all(args.data, args.work)
-    trained = [pretrain_run(spec, args.model, datasets, args.work) for spec in args.run]
+    trained = [pretrain_run(spec, datasets, args.work) for spec in args.run]
     runs = [run for run, _ in trained]
     report = {
         "machine": describe_machine(),
         "runs": {str(run): s for run, s in trained},
         "identity": identity_tables(datasets, runs),
-        "attributes": attribute_probes(datasets, runs),
+        "all_heldout": identity_tables(datasets, runs, all_heldout=True),
+        "attributes": {} if args.no_attributes else attribute_probes(datasets, runs),
     }
     report["seconds"] = round(time.perf_counter() - start, 1)
     text = markdown(report)

@@ -7,6 +7,7 @@ the folder is fsynced: a crash at any moment leaves either the old file or the n
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -62,3 +63,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` atomically."""
     with atomic_write(path, "wb") as f:
         f.write(data)
+
+
+def file_digest(path: str | Path, length: int = 16) -> str:
+    """The first `length` hex digits of a file's SHA-256: which weights made an embedding."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:length]

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from facerep.files import atomic_write, atomic_write_bytes
+from facerep.files import atomic_write, atomic_write_bytes, file_digest
 from facerep.models.config import ModelConfig
 
 if TYPE_CHECKING:  # torch loads with the first model, not with `import facerep`
@@ -122,6 +122,11 @@ def write_run_config(run: str | Path, config: RunConfig) -> None:
     run.mkdir(parents=True, exist_ok=True)
     with atomic_write(run / CONFIG_FILE, "w") as f:
         json.dump(config.to_dict(), f, indent=2)
+
+
+def weights_digest(run: str | Path) -> str:
+    """A digest of the run's latest weights: changes whenever they do."""
+    return file_digest(Path(run) / WEIGHTS_FILE)
 
 
 def load_run_model(run: str | Path) -> tuple[nn.Module, RunConfig]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from facerep.cli.output import Quiet, UsageError, console, console_err, print_json
+from facerep.cli.output import Quiet, UsageError, console, console_err, escape, print_json
 from facerep.data.store import DatasetError
 from facerep.train.config import TrainConfig, describe_bounds, field_types, load_config
 
@@ -209,6 +209,7 @@ def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
                 "images_per_sec": result.images_per_sec,
                 "seconds": result.seconds,
                 "collapse": result.collapse,
+                "whitening": result.whitening,
             }
         )
         return
@@ -224,6 +225,12 @@ def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
     if result.figure is not None:
         console.print(f"{result.figure.stem}: {result.figure}")
     console.print(f"loss curve: {result.run / 'loss_curve.png'}")
+    if result.whitening:
+        whitening = result.whitening
+        console.print(
+            f"whitening: {whitening['components']:.0f} components fitted on "
+            f"{whitening['faces']:.0f} training faces ({result.run / 'whitening.safetensors'})"
+        )
     # The tensorboard beside this Python (.venv/bin), which the shell's PATH may not have.
     beside = Path(sys.executable).parent / "tensorboard"
     tensorboard = "tensorboard"
@@ -231,6 +238,45 @@ def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
         relative = os.path.relpath(beside)
         tensorboard = str(beside) if relative.startswith("..") else relative
     console.print(f"TensorBoard: {tensorboard} --logdir {result.run / 'tb'}")
+
+
+def whiten_command(
+    run: Annotated[Path, typer.Argument(help="A run folder written by `facerep pretrain`.")],
+    datasets: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Prepared datasets to fit on [default: the run's own].", show_default=False
+        ),
+    ] = None,
+    components: Annotated[
+        int | None, typer.Option(help="Components kept [default: the run's, 128].", min=1)
+    ] = None,
+    faces: Annotated[
+        int | None, typer.Option(help="Most faces fitted on [default: the run's, 10000].", min=4)
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Fit the run's PCA whitening on unlabelled faces; its encoder then embeds whitened.
+
+    Pretraining does this at its end; use it for runs trained before, or to refit on other
+    faces. Identity datasets give only the run's training identities. Writes
+    RUN/whitening.safetensors.
+    """
+    from facerep.train.whiten import whiten_run
+
+    try:
+        whitening = whiten_run(
+            run, [str(d) for d in datasets] if datasets else None,
+            components=components, max_faces=faces,
+        )
+    except (ValueError, DatasetError) as e:
+        raise UsageError(str(e)) from None
+    if json:
+        print_json({"run": str(run), "components": whitening.dim, "faces": whitening.faces})
+        return
+    console.print(
+        f"{escape(run)}: whitening of {whitening.dim} components fitted on {whitening.faces} faces"
+    )
 
 
 def list_models_command(
@@ -256,5 +302,6 @@ def list_objectives_command() -> None:
 def register(app: typer.Typer) -> None:
     """Add the pretraining commands to the CLI."""
     app.command("pretrain")(pretrain_command)
+    app.command("whiten")(whiten_command)
     app.command("list-models")(list_models_command)
     app.command("list-objectives")(list_objectives_command)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -148,9 +147,3 @@ def resize_faces(faces: np.ndarray, size: int) -> np.ndarray:
     resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
     resized = [np.asarray(Image.fromarray(face).resize((size, size), resample)) for face in faces]
     return np.stack(resized) if resized else np.zeros((0, size, size, 3), np.uint8)
-
-
-def file_digest(path: str | Path, length: int = 16) -> str:
-    """The first `length` hex digits of a file's SHA-256: which weights made an embedding."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()[:length]

@@ -1,4 +1,9 @@
-"""The encoder of a facerep pretraining run (any model kind): rebuilt from the run folder alone."""
+"""The encoder of a facerep pretraining run (any model kind): rebuilt from the run folder alone.
+
+A run that stored a PCA whitening (fitted on its unlabelled training faces at the end of
+pretraining, `facerep.whitening`) embeds whitened: that is the run's encoder everywhere, and the
+one the benchmark measures. `whiten=False` gives the raw pooled features (named `RUN:raw`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facerep.encoders.base import file_digest, l2_normalise
+from facerep.encoders.base import l2_normalise
+from facerep.files import file_digest
 from facerep.models.config import Pool
-from facerep.runs import WEIGHTS_FILE, load_run_model
+from facerep.runs import load_run_model, weights_digest
+from facerep.whitening import WHITENING_FILE, Whitening, load_whitening
 
 
 class RunEncoder:
@@ -19,6 +26,8 @@ class RunEncoder:
     Args:
         run: a run directory written by `facerep pretrain` (config.json + model.safetensors).
         pool: "mean" over patch tokens (MAE's choice for probes) or the "cls" token.
+        whiten: apply the run's stored whitening: None when it has one (the default), True
+            to require it, False for the raw pooled features.
         batch_size: faces per forward pass.
         device: where to run; CUDA when present by default.
     """
@@ -27,6 +36,7 @@ class RunEncoder:
         self,
         run: str | Path,
         pool: Pool = "mean",
+        whiten: bool | None = None,
         batch_size: int = 256,
         device: str | torch.device | None = None,
     ):
@@ -38,11 +48,19 @@ class RunEncoder:
         self.mean = torch.tensor(preprocess.mean, device=self.device)[None, :, None, None]
         self.std = torch.tensor(preprocess.std, device=self.device)[None, :, None, None]
         self.pool, self.batch_size = pool, batch_size
-        self.name = self.run.name if pool == "mean" else f"{self.run.name}:cls"
+        digest = weights_digest(self.run)
+        self.whitening = _run_whitening(self.run, digest, whiten)
+        self.whitened = self.whitening is not None  # evaluation need not whiten it again
+        self.name = self.run.name + ("" if pool == "mean" else ":cls")
+        self.fingerprint = f"{self.name}:{digest}"
+        if self.whitened:
+            self.fingerprint += f":{file_digest(self.run / WHITENING_FILE)}"
+        elif whiten is False and (self.run / WHITENING_FILE).is_file():
+            self.name += ":raw"  # not the run's own encoder: reports must tell them apart
+            self.fingerprint = f"{self.name}:{digest}"
         self.source = str(self.run.resolve())
         self.input_size = preprocess.input_size
-        self.dim = preprocess.embed_dim
-        self.fingerprint = f"{self.name}:{file_digest(self.run / WEIGHTS_FILE)}"
+        self.dim = self.whitening.dim if self.whitening else preprocess.embed_dim
 
     @torch.no_grad()
     def tokens(self, faces: np.ndarray) -> torch.Tensor:
@@ -53,17 +71,24 @@ class RunEncoder:
         ]
         if not parts:
             grid = self.model.grid_size
-            return torch.zeros(0, grid[0] * grid[1], self.dim)
+            return torch.zeros(0, grid[0] * grid[1], self.config.preprocess.embed_dim)
         return torch.cat(parts)
 
     @torch.no_grad()
     def embed(self, faces: np.ndarray) -> np.ndarray:
         """`[N, H, W, 3]` uint8 aligned faces -> `[N, D]` float32 unit rows."""
+        features = self.raw_features(faces)
+        return self.whitening.apply(features) if self.whitening else features
+
+    @torch.no_grad()
+    def raw_features(self, faces: np.ndarray) -> np.ndarray:
+        """The pooled features before any whitening: `[N, D]` float32 unit rows."""
         parts = [
             self.model.embed(self._inputs(chunk), pool=self.pool).float().cpu().numpy()
             for chunk in _chunks(faces, self.batch_size)
         ]
-        return l2_normalise(np.concatenate(parts) if parts else np.zeros((0, self.dim)))
+        dim = self.config.preprocess.embed_dim
+        return l2_normalise(np.concatenate(parts) if parts else np.zeros((0, dim)))
 
     def _inputs(self, faces: np.ndarray) -> torch.Tensor:
         # Copied only where torch cannot wrap the array: the read-only memory maps of datasets.
@@ -83,3 +108,19 @@ class RunEncoder:
 def _chunks(faces: np.ndarray, size: int):
     for start in range(0, len(faces), size):
         yield faces[start : start + size]
+
+
+def _run_whitening(run: Path, digest: str, whiten: bool | None) -> Whitening | None:
+    """The run's whitening unless declined; a one-line error when it is stale or required."""
+    if whiten is False:
+        return None
+    whitening = load_whitening(run)
+    if whitening is None and whiten:
+        raise ValueError(f"{run}: no {WHITENING_FILE}: fit one with `facerep whiten`")
+    if whitening is not None and whitening.weights != digest:
+        # A silent fallback to raw features would change every distance without a word.
+        raise ValueError(
+            f"{run / WHITENING_FILE}: fitted for other weights than the run's current ones; "
+            "refit it with `facerep whiten`"
+        )
+    return whitening

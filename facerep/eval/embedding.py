@@ -3,7 +3,7 @@
 - flip averaging: embed each face and its mirror image and average, as LFW evaluations do;
 - spatial pooling (token encoders): mean-pool patch tokens over a g x g grid and concatenate,
   keeping where a feature is on the face (eyes vs mouth), which a global mean throws away;
-- PCA whitening fitted on the training identities only (`facerep.encoders.pca.Whitener`, the
+- PCA whitening fitted on the training identities only (`facerep.whitening.fit_whitening`, the
   eigenfaces' projection): decorrelates and equalises the feature directions; on small face sets
   it is worth several points for learned features too.
 """

@@ -18,7 +18,6 @@ import numpy as np
 from facerep.data.splits import split_identities
 from facerep.data.store import open_dataset
 from facerep.encoders.base import Encoder, Fittable, TokenEncoder, is_whitened
-from facerep.encoders.pca import Whitener
 from facerep.eval.attributes import MISSING, match_labels, read_attribute_labels, utkface_labels
 from facerep.eval.clustering import evaluate_clustering
 from facerep.eval.embedding import EmbedOptions, raw_features
@@ -31,6 +30,7 @@ from facerep.eval.verification import (
     make_pairs,
     read_lfw_pairs,
 )
+from facerep.whitening import fit_whitening
 
 # Which variants of each encoder to report: raw and whitened, whitened only, or raw only.
 WhitenMode = Literal["both", "on", "off"]
@@ -244,8 +244,8 @@ def evaluate_all(
         if options.whiten:
             if len(data.train_faces) < 2:
                 raise ValueError("whitening needs training identities: drop --all-heldout")
-            whitener = Whitener(options.whiten_components).fit(train(encoder, options))
-            embeddings = whitener.transform(embeddings)
+            whitening = fit_whitening(train(encoder, options), options.whiten_components)
+            embeddings = whitening.apply(embeddings)
         result = evaluate_embeddings(name, embeddings, data, pairs, seed)
         result.metrics["seconds"] = round(time.perf_counter() - start, 2)
         results.append(result)
@@ -320,7 +320,7 @@ def evaluate_attributes(
         _fit_once(encoder, train_faces, fitted)
         x = features(encoder, options)
         if options.whiten:
-            x = Whitener(options.whiten_components).fit(x[data.train]).transform(x)
+            x = fit_whitening(x[data.train], options.whiten_components).apply(x)
         results[encoder.name + options.suffix()] = _probe_attributes(x, data)
     return results
 

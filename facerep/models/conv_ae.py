@@ -152,9 +152,20 @@ class ConvAutoencoder(nn.Module):
         mask: torch.Tensor | PatchMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`imgs [N, 3, H, W]` -> loss (scalar), pred `[N, L, p*p*3]`, mask `[N, L]`."""
+        loss, pred, mask, _ = self.forward_pooled(imgs, mask_ratio, mask)
+        return loss, pred, mask
+
+    def forward_pooled(
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float = 0.75,
+        mask: torch.Tensor | PatchMask | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward`, plus the masked input's bottleneck averaged over space `[N, D]`, from the
+        same pass."""
         latent, mask = self.forward_encoder(imgs, mask_ratio, mask)
         pred = self.forward_decoder(latent)
-        return self.forward_loss(imgs, pred, mask), pred, mask
+        return self.forward_loss(imgs, pred, mask), pred, mask, latent.mean(dim=(2, 3))
 
     def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
         """The unmasked image's bottleneck: `[N, 3, H, W]` -> `[N, D, h, w]`."""

@@ -179,10 +179,21 @@ class MaskedAutoencoder(nn.Module):
         mask: torch.Tensor | PatchMask | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`imgs [N, 3, H, W]` -> loss (scalar), pred `[N, L, p*p*3]`, mask `[N, L]`."""
+        loss, pred, mask, _ = self.forward_pooled(imgs, mask_ratio, mask)
+        return loss, pred, mask
+
+    def forward_pooled(
+        self,
+        imgs: torch.Tensor,
+        mask_ratio: float = 0.75,
+        mask: torch.Tensor | PatchMask | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward`, plus the mean of the visible patch tokens `[N, D]` (the masked view's
+        embedding, for objectives that also compare views) from the same pass."""
         latent, mask, ids_restore = self.forward_encoder(imgs, mask_ratio, mask)
         pred = self.forward_decoder(latent, ids_restore)
         loss = self.forward_loss(imgs, pred, mask)
-        return loss, pred, mask
+        return loss, pred, mask, latent[:, 1:].mean(dim=1)
 
     def forward_features(self, imgs: torch.Tensor) -> torch.Tensor:
         """Every token of the unmasked image: `[N, 3, H, W]` -> `[N, 1 + L, D]`, class first."""

@@ -11,20 +11,12 @@ process, in global order, so torchrun runs equal one process.
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from facerep.objectives.base import Objective, PretrainBatch
-
-
-def projection_head(in_dim: int, out_dim: int, hidden: int = 512) -> nn.Sequential:
-    """MoCo v2's two-layer MLP head (the embedding a user gets is its input, not its output)."""
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim)
-    )
+from facerep.objectives.momentum import ema_update, momentum_copy, projection_head
 
 
 class InstanceDiscrimination(Objective):
@@ -54,8 +46,8 @@ class InstanceDiscrimination(Objective):
         super().__init__(model)
         self.temperature, self.momentum = temperature, momentum
         self.head = projection_head(model.embed_dim, projection_dim)
-        self.momentum_model = copy.deepcopy(model).requires_grad_(False)
-        self.momentum_head = copy.deepcopy(self.head).requires_grad_(False)
+        self.momentum_model = momentum_copy(model)
+        self.momentum_head = momentum_copy(self.head)
         # Seeded by the run's seed (the trainer seeds torch before building): the same queue
         # on every process.
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, projection_dim), dim=1))
@@ -105,8 +97,5 @@ class InstanceDiscrimination(Objective):
     @torch.no_grad()
     def after_step(self, step: int) -> None:
         """Move the momentum encoder and head a step towards the online ones."""
-        for online, slow in ((self.model, self.momentum_model), (self.head, self.momentum_head)):
-            for p, m in zip(online.parameters(), slow.parameters(), strict=True):
-                m.mul_(self.momentum).add_(p.detach(), alpha=1.0 - self.momentum)
-            for b, mb in zip(online.buffers(), slow.buffers(), strict=True):
-                mb.copy_(b)
+        ema_update(self.model, self.momentum_model, self.momentum)
+        ema_update(self.head, self.momentum_head, self.momentum)

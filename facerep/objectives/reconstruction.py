@@ -20,42 +20,20 @@ from facerep.models.losses import patch_norm_stats
 from facerep.models.masking import PatchMask, make_mask
 from facerep.models.strategies import MASKING_STRATEGIES, MaskingStrategy
 from facerep.models.vit import patchify, unpatchify
-from facerep.objectives.base import Objective, PretrainBatch
+from facerep.objectives.base import Objective, PretrainBatch, View
 
 
-class MaskedReconstruction(Objective):
-    """MAE's objective on any registered autoencoder.
+class MaskedViews:
+    """Masks for reconstructing objectives, and their preview (a mixin, with no state of its own).
 
-    Args:
-        model: an autoencoder (`forward_decoder`, `patch_size`, `grid_size`).
-        masking: which patches to hide: "random", "face-regions" or "noise".
-        mask_ratio: share of patches hidden, in [0, 1); 0 is a plain autoencoder.
+    Drawn for the whole global batch from the step's generator, then cut to this process's
+    rows. The objective sets `self.model` (an autoencoder), `self.masking`, `self.mask_ratio`.
     """
 
     preview_name = "reconstructions"
-
-    def __init__(
-        self, model: nn.Module, masking: MaskingStrategy = "random", mask_ratio: float = 0.75
-    ):
-        if not hasattr(model, "forward_decoder"):
-            name = getattr(getattr(model, "config", None), "name", type(model).__name__)
-            raise ValueError(
-                f"objective reconstruction needs an autoencoder (a model with a decoder); "
-                f"{name} has none"
-            )
-        if masking not in MASKING_STRATEGIES:
-            raise ValueError(f"unknown masking {masking!r}; choose one of {MASKING_STRATEGIES}")
-        super().__init__(model)
-        self.masking, self.mask_ratio = masking, mask_ratio
-
-    def forward(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
-        """The masked-patch reconstruction loss of this process's rows."""
-        view = batch.views[0]
-        landmarks = batch.gather(view.landmarks).cpu() if self.masking == "face-regions" else None
-        mask = self.masks(batch.global_size, landmarks, batch.generator).rows(batch.mine)
-        # Passed as a PatchMask: its indices come along, so the model neither re-sorts nor checks.
-        loss, _, _ = self.model(view.imgs, mask=mask.to(view.imgs.device))
-        return {"loss": loss}
+    model: nn.Module
+    masking: MaskingStrategy
+    mask_ratio: float
 
     def masks(
         self, batch_size: int, landmarks: torch.Tensor | None, generator: torch.Generator
@@ -71,6 +49,12 @@ class MaskedReconstruction(Objective):
             generator=generator,
         )
 
+    def batch_mask(self, batch: PretrainBatch, view: View) -> PatchMask:
+        """The masks of this process's rows of `view`, drawn for the whole global batch."""
+        landmarks = batch.gather(view.landmarks).cpu() if self.masking == "face-regions" else None
+        mask = self.masks(batch.global_size, landmarks, batch.generator).rows(batch.mine)
+        return mask.to(view.imgs.device)
+
     def preview(
         self,
         imgs: torch.Tensor,
@@ -82,6 +66,42 @@ class MaskedReconstruction(Objective):
         """Original | masked | reconstruction rows for `[n, 3, S, S]` faces in [0, 1]."""
         mask = self.masks(len(imgs), landmarks, generator).mask.to(imgs.device)
         return reconstruction_grid(self.model, imgs, mask, mean, std)
+
+
+def check_masking(objective: str, model: nn.Module, masking: MaskingStrategy) -> None:
+    """A one-line ValueError unless `model` is an autoencoder and `masking` a known strategy."""
+    if not hasattr(model, "forward_decoder"):
+        name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+        raise ValueError(
+            f"objective {objective} needs an autoencoder (a model with a decoder); "
+            f"{name} has none"
+        )
+    if masking not in MASKING_STRATEGIES:
+        raise ValueError(f"unknown masking {masking!r}; choose one of {MASKING_STRATEGIES}")
+
+
+class MaskedReconstruction(MaskedViews, Objective):
+    """MAE's objective on any registered autoencoder.
+
+    Args:
+        model: an autoencoder (`forward_decoder`, `patch_size`, `grid_size`).
+        masking: which patches to hide: "random", "face-regions" or "noise".
+        mask_ratio: share of patches hidden, in [0, 1); 0 is a plain autoencoder.
+    """
+
+    def __init__(
+        self, model: nn.Module, masking: MaskingStrategy = "random", mask_ratio: float = 0.75
+    ):
+        check_masking("reconstruction", model, masking)
+        super().__init__(model)
+        self.masking, self.mask_ratio = masking, mask_ratio
+
+    def forward(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
+        """The masked-patch reconstruction loss of this process's rows."""
+        view = batch.views[0]
+        # Passed as a PatchMask: its indices come along, so the model neither re-sorts nor checks.
+        loss, _, _ = self.model(view.imgs, mask=self.batch_mask(batch, view))
+        return {"loss": loss}
 
 
 def reconstruction_grid(

@@ -42,6 +42,16 @@ OBJECTIVES: dict[str, ObjectiveEntry] = {
             "facerep.objectives.instance:InstanceDiscrimination",
             ("queue_size", "temperature", "momentum", "projection_dim"),
         ),
+        ObjectiveEntry(
+            "mae+id",
+            "masked reconstruction plus an identity branch from the masked view to a momentum "
+            "target of a second view (FSFM; use --masking face-regions)",
+            "facerep.objectives.mae_id:ReconstructionWithIdentity",
+            (
+                "masking", "mask_ratio", "identity_weight", "queue_size", "temperature",
+                "momentum", "projection_dim",
+            ),
+        ),
     ]
 }
 DEFAULT_OBJECTIVE = "reconstruction"

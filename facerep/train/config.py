@@ -127,9 +127,22 @@ class TrainConfig:
     )
     temperature: float = option(0.2, "Softmax temperature of the contrastive loss.", low=0.001)
     momentum: float = option(
-        0.99, "EMA rate of the momentum encoder (instance).", low=0.0, high=1.0
+        0.99, "EMA rate of the momentum encoder (instance, mae+id).", low=0.0, high=1.0
     )
     projection_dim: int = option(128, "Output size of the projection head.", low=1)
+    # FSFM weighs its siamese identity term at about a tenth of the reconstruction.
+    identity_weight: float = option(
+        0.1, "Weight of mae+id's identity branch beside the reconstruction.", low=0.0
+    )
+    # Whitening needs no labels, so the run fits it on its own faces and its encoder applies it.
+    whiten_components: int = option(
+        128, "PCA-whitening components fitted at the end on the training faces and applied by "
+        "the run's encoder (0: raw embeddings).", low=0,
+    )
+    whiten_faces: int = option(
+        10000, "Most training faces the whitening is fitted on (a seeded sample); it keeps "
+        "at most one component per 4 faces.", low=4
+    )
     precision: Precision = option(
         "auto", "auto (bf16 on CUDA), fp32, or bf16 (also on CPUs with bf16 units)."
     )

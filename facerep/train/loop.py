@@ -63,6 +63,8 @@ from facerep.train.observe import (
     save_loss_curve,
     save_png,
 )
+from facerep.train.whiten import FACES_PER_COMPONENT, fit_run_whitening
+from facerep.whitening import remove_whitening
 
 GRID_FACES = 8
 # An objective that logs `embedding_spread` (the per-dimension std of its unit projections) has
@@ -102,6 +104,7 @@ class PretrainResult:
     parameter_spread: float = 0.0
     figure: Path | None = None  # the objective's preview (reconstructions.png), if it has one
     collapse: str | None = None  # why the embeddings look collapsed, when they do
+    whitening: dict[str, float] | None = None  # the whitening fitted at the end, if any
 
 
     @property
@@ -233,8 +236,10 @@ class _Trainer:
         self._grid_at: tuple[int, np.ndarray] | None = None  # (step, grid): logged, then saved
         self.net = data_parallel(self.objective, world)
         self.log = TensorBoardLog(self.run_dir / TENSORBOARD_DIR) if world.is_main else None
+        self._whitening: dict[str, float] | None = None  # what the end-of-run fit did
         if world.is_main:
             write_run_config(self.run_dir, self._run_config())
+            remove_whitening(self.run_dir)  # fitted for weights this run is about to replace
 
     def _make_loader(self) -> tuple[DataLoader, DistributedSampler]:
         global_batch, world = self.config.batch_size, self.world.size
@@ -432,10 +437,33 @@ class _Trainer:
                 result.figure = self.run_dir / f"{self.objective.preview_name}.png"
                 save_png(result.figure, grid)
             save_loss_curve(self.run_dir / LOSS_CURVE_FILE, self.losses, self.steps_per_epoch)
+            self._fit_whitening()
+            result.whitening = self._whitening
             self._write_summary(result)
             if self.log:
                 self.log.close()
         return result
+
+    def _fit_whitening(self) -> None:
+        """Fit the run's whitening on its training faces, for the weights just saved."""
+        if not self.config.whiten_components or len(self.data) < FACES_PER_COMPONENT:
+            return
+        start = time.perf_counter()
+        whitening = fit_run_whitening(
+            self.run_dir,
+            self.model,
+            self.data.imgs,
+            self.preprocess,
+            components=self.config.whiten_components,
+            max_faces=self.config.whiten_faces,
+            seed=self.config.seed,
+            device=self.device,
+        )
+        self._whitening = {
+            "components": whitening.dim,
+            "faces": whitening.faces,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
 
     def _collapse(self) -> str | None:
         """A warning when the objective's last logged embedding spread shows a collapse."""
@@ -463,6 +491,7 @@ class _Trainer:
             "faces": len(self.data),
             **{f"last_{name}": round(value, 5) for name, value in self._terms.items()},
             "collapse": result.collapse,
+            "whitening": self._whitening,
         }
         with atomic_write(self.run_dir / SUMMARY_FILE, "w") as f:
             json.dump(summary, f, indent=2)

@@ -35,6 +35,7 @@ def test_pretrain_human_output_names_the_figures(lfw_dataset: Path, tmp_path: Pa
                      "vit-test", "--epochs", "2", "--batch-size", "16")
     assert result.returncode == 0, result.stderr
     assert "reconstructions.png" in result.stdout and "loss_curve.png" in result.stdout
+    assert "whitening: " in result.stdout and "whitening.safetensors" in result.stdout
     # The TensorBoard hint names a program that exists, not one the PATH may lack.
     [hint] = [line for line in result.stdout.splitlines() if line.startswith("TensorBoard: ")]
     program = hint.split()[1]
@@ -61,11 +62,12 @@ def test_objectives_are_listed_and_an_unknown_one_is_a_one_line_error(
 ) -> None:
     listed = facerep("list-objectives")
     assert listed.returncode == 0 and "reconstruction  (default): " in listed.stdout
-    assert "instance: " in listed.stdout
+    assert "instance: " in listed.stdout and "mae+id: " in listed.stdout
     unknown = facerep("pretrain", str(lfw_dataset), "--out", str(tmp_path / "r"), "--objective",
                       "jigsaw")
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
-    assert "unknown objective 'jigsaw'; choose one of: instance, reconstruction" in unknown.stderr
+    known = "instance, mae+id, reconstruction"
+    assert f"unknown objective 'jigsaw'; choose one of: {known}" in unknown.stderr
     clash = facerep("pretrain", "--resume", str(tmp_path / "r"), "--objective", "reconstruction")
     assert clash.returncode == 2 and "drop --objective" in clash.stderr
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +11,14 @@ import pytest
 import torch
 
 import facerep
-from facerep.encoders.base import Encoder, resize_faces
+from facerep.encoders.base import Encoder, encoder_identity, is_whitened, resize_faces
 from facerep.encoders.calibration import current_threshold
-from facerep.encoders.pca import PCAEncoder, Whitener
+from facerep.encoders.pca import PCAEncoder
 from facerep.eval.embedding import EmbedOptions, grid_pool, raw_features
 from facerep.eval.harness import encoder_variants
+from facerep.runs import WEIGHTS_FILE, load_weights, save_weights
+from facerep.whitening import load_whitening, remove_whitening
+from tests.cli.test_app import facerep as facerep_cli
 from tests.conftest import link_orl
 
 
@@ -37,8 +42,8 @@ def test_builtin_encoders_follow_the_protocol(name: str, faces: np.ndarray) -> N
 
 
 def test_run_encoder_follows_the_protocol(tiny_run: Path, faces: np.ndarray) -> None:
-    encoder = facerep.load_encoder(tiny_run)
-    assert isinstance(encoder, Encoder) and encoder.name == tiny_run.name
+    encoder = facerep.load_encoder(tiny_run, whiten=False)  # tokens pool to the raw embedding
+    assert isinstance(encoder, Encoder) and encoder.name == f"{tiny_run.name}:raw"
     assert encoder.input_size == 32 and current_threshold(encoder) is None  # not calibrated
     embeddings = encoder.embed(faces[:6])  # 48 px faces, resized to the run's 32
     assert embeddings.shape == (6, encoder.dim) and embeddings.dtype == np.float32
@@ -61,38 +66,63 @@ def test_run_encoder_follows_the_protocol(tiny_run: Path, faces: np.ndarray) -> 
     np.testing.assert_allclose(features, pooled.numpy() / 2, atol=1e-6)
     variants = encoder_variants([encoder, facerep.load_encoder("pixels")], "off", [2])
     assert [e.name + o.suffix() for e, o in variants] == [
-        tiny_run.name,
-        f"{tiny_run.name}+pool2x2",
+        encoder.name,
+        f"{encoder.name}+pool2x2",
         "pixels",
     ]
 
 
+def test_a_run_ships_the_whitening_it_fitted_on_its_own_faces(
+    tiny_run: Path, faces: np.ndarray
+) -> None:
+    shipped, raw = facerep.load_encoder(tiny_run), facerep.load_encoder(tiny_run, whiten=False)
+    assert shipped.name == tiny_run.name and is_whitened(shipped) and not is_whitened(raw)
+    whitening = load_whitening(tiny_run)
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert whitening.faces == summary["faces"] == summary["whitening"]["faces"]
+    assert shipped.dim == whitening.dim == summary["whitening"]["components"]
+    np.testing.assert_allclose(
+        shipped.embed(faces), whitening.apply(raw.embed(faces)), atol=1e-5
+    )
+    # Whitened and raw vectors are not comparable: galleries must tell the two apart.
+    assert encoder_identity(shipped).fingerprint != encoder_identity(raw).fingerprint
+    # Evaluation reports a whitened run once, as shipped, never whitened a second time.
+    variants = encoder_variants([shipped], "both", [])
+    assert [e.name + o.suffix() for e, o in variants] == [tiny_run.name]
+
+
+def test_a_stale_or_missing_whitening_is_a_one_line_error(tiny_run: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    weights = load_weights(run / WEIGHTS_FILE)
+    save_weights(run / WEIGHTS_FILE, {k: v + 0.01 for k, v in weights.items()})
+    with pytest.raises(ValueError, match=r"fitted for other weights.*facerep whiten"):
+        facerep.load_encoder(run)
+    assert facerep.load_encoder(run, whiten=False).dim == 32  # the raw features still work
+    result = facerep_cli("whiten", str(run))
+    assert result.returncode == 0, result.stderr
+    assert "fitted on" in result.stdout and facerep.load_encoder(run).whitened
+    remove_whitening(run)
+    assert not facerep.load_encoder(run).whitened  # a run without one embeds raw
+    with pytest.raises(ValueError, match=r"no whitening\.safetensors"):
+        facerep.load_encoder(run, whiten=True)
+
+
 def test_pca_is_an_estimator(faces: np.ndarray) -> None:
     encoder = PCAEncoder(n_components=10)
-    assert not hasattr(encoder, "whitener_")
+    assert not encoder.fitted
     with pytest.raises(ValueError, match="not fitted"):
         encoder.embed(faces)
     assert encoder.fit(faces) is encoder
-    assert encoder.dim == 10 and encoder.whitener_.pca_.n_components_ == 10
+    assert encoder.dim == 10 and encoder.whitening_.dim == 10
     # Whitened components have unit variance on the training faces.
-    raw = encoder.whitener_.pca_.transform(encoder.pixels_.embed(faces))
+    features = encoder.pixels_.embed(faces)
+    raw = (features - encoder.whitening_.mean) @ encoder.whitening_.projection
     np.testing.assert_allclose(raw.std(axis=0, ddof=1), 1.0, rtol=1e-3)
     plain = PCAEncoder(n_components=10, whiten=False).fit(faces)
-    variances = plain.whitener_.pca_.transform(plain.pixels_.embed(faces)).var(axis=0, ddof=1)
+    features = plain.pixels_.embed(faces)
+    projected = (features - plain.whitening_.mean) @ plain.whitening_.projection
+    variances = projected.var(axis=0, ddof=1)
     assert variances[0] > 2 * variances[-1]  # eigenfaces kept at their own scale
-
-
-def test_whitener_decorrelates_training_features() -> None:
-    rng = np.random.default_rng(0)
-    mixing = rng.normal(size=(8, 8))
-    train = rng.normal(size=(500, 8)) @ mixing
-    whitener = Whitener(n_components=8).fit(train)
-    white = whitener.pca_.transform(train)
-    np.testing.assert_allclose(np.cov(white.T), np.eye(8), atol=1e-6)
-    np.testing.assert_allclose(np.linalg.norm(whitener.transform(train), axis=1), 1, rtol=1e-5)
-    assert whitener.transform(train[:0]).shape == (0, 8)
-    # Never more components than samples - 1 or dimensions.
-    assert Whitener(n_components=128).fit(train[:5]).pca_.n_components_ == 4
 
 
 def test_unknown_encoder_is_a_clear_error(tmp_path: Path) -> None:

@@ -143,7 +143,7 @@ def test_estimators_are_fitted_once_on_this_evaluations_training_faces(data: Eva
     )
     assert metrics(results) == metrics(fresh)
     expected = stale.pixels_.embed(data.train_faces).mean(axis=0)
-    np.testing.assert_allclose(stale.whitener_.pca_.mean_, expected, rtol=1e-6)
+    np.testing.assert_allclose(stale.whitening_.mean, expected, rtol=1e-6)
 
 
 def test_attribute_probes_share_forward_passes_and_fit_once(data: EvalData) -> None:

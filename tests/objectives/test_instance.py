@@ -33,7 +33,7 @@ def view_margin(run: Path, data: Path) -> float:
     params = sample_augment(40, torch.Generator().manual_seed(1), scale_jitter=0.1,
                             color_jitter=0.3)  # fmt: skip
     views, _ = augment(imgs, torch.zeros(40, 5, 2), params)
-    encoder = facerep.load_encoder(run)
+    encoder = facerep.load_encoder(run, whiten=False)  # what the objective learned, unwhitened
     a = encoder.embed(crops)
     b = encoder.embed((views.permute(0, 2, 3, 1) * 255).round().byte().numpy())
     centre = np.concatenate([a, b]).mean(axis=0)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from facerep.runs import load_weights
 from facerep.train.config import load_config
 from facerep.train.loop import pretrain
@@ -73,12 +75,31 @@ erase = 0.3
 checkpoint_every = 100
 """
 
+# FSFM's combination: face-region masks drawn for the global batch, and the same queue.
+MAE_ID_OPTIONS = """
+model = "vit-test"
+objective = "mae+id"
+masking = "face-regions"
+identity_weight = 0.5
+queue_size = 16
+epochs = 1
+batch_size = 8
+lr = 0.002
+warmup_epochs = 0.3
+greyscale = 0.3
+erase = 0.3
+checkpoint_every = 100
+"""
 
-def test_instance_discrimination_on_two_processes_matches_one(lfw_dataset: Path, tmp_path: Path):
+
+@pytest.mark.parametrize("recipe", [INSTANCE_OPTIONS, MAE_ID_OPTIONS], ids=["instance", "mae+id"])
+def test_queue_objectives_on_two_processes_match_one(
+    recipe: str, lfw_dataset: Path, tmp_path: Path
+):
     # The queue is filled with keys gathered from both processes in global order, so the
     # negatives, and so the losses and weights, are those of one process.
     options = tmp_path / "options.toml"
-    options.write_text(INSTANCE_OPTIONS)
+    options.write_text(recipe)
     single = pretrain(load_config(options, datasets=(str(lfw_dataset),),
                                   out=str(tmp_path / "one")))
     summary = train_on_two_processes(lfw_dataset, tmp_path / "two", options)

@@ -12,7 +12,7 @@ import torch
 import facerep
 from facerep.data.store import open_dataset
 from facerep.models import create_model
-from facerep.runs import load_weights
+from facerep.runs import load_weights, weights_digest
 from facerep.train import loop
 from facerep.train.checkpoint import load_checkpoint
 from facerep.train.config import TrainConfig
@@ -23,6 +23,7 @@ from facerep.train.loop import (
     resume_config,
     weight_decay_groups,
 )
+from facerep.whitening import load_whitening
 
 
 def tiny_config(data: Path, out: Path, **changes: object) -> TrainConfig:
@@ -37,7 +38,7 @@ def test_loss_falls_and_the_run_directory_describes_itself(lfw_dataset, tmp_path
     assert len(epochs) == 12 and epochs[-1] < 0.9 * epochs[0]
     run = tmp_path / "run"
     for name in ("config.json", "model.safetensors", "reconstructions.png", "loss_curve.png",
-                 "summary.json"):
+                 "summary.json", "whitening.safetensors"):
         assert (run / name).is_file(), name
     assert any((run / "tb").iterdir())
     summary = json.loads((run / "summary.json").read_text())
@@ -47,7 +48,9 @@ def test_loss_falls_and_the_run_directory_describes_itself(lfw_dataset, tmp_path
     encoder = facerep.load_encoder(run)  # rebuilt from the folder alone
     faces = (np.random.default_rng(0).random((5, 40, 40, 3)) * 255).astype(np.uint8)
     embeddings = encoder.embed(faces)
-    assert embeddings.shape == (5, 32) and encoder.dim == 32 and encoder.input_size == 32
+    # Whitened as shipped: one component per 4 training faces at most (32-D raw).
+    assert encoder.whitened and encoder.dim == min(32, summary["faces"] // 4)
+    assert embeddings.shape == (5, encoder.dim) and encoder.input_size == 32
     np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
 
 
@@ -61,6 +64,17 @@ def test_resumed_run_reproduces_the_unbroken_one(lfw_dataset, tmp_path):
     a, b = (load_weights(tmp_path / r / "model.safetensors") for r in ("whole", "broken"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=0)
+    # The whitening fitted when the run stopped was replaced by one for the final weights.
+    whole_white, broken_white = (load_whitening(tmp_path / r) for r in ("whole", "broken"))
+    assert broken_white.weights == weights_digest(tmp_path / "broken")
+    np.testing.assert_allclose(broken_white.mean, whole_white.mean, atol=1e-4)
+
+
+def test_a_run_can_ship_raw_embeddings(lfw_dataset, tmp_path):
+    pretrain(tiny_config(lfw_dataset, tmp_path / "run", epochs=1, whiten_components=0))
+    assert load_whitening(tmp_path / "run") is None
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["whitening"] is None
+    assert not facerep.load_encoder(tmp_path / "run").whitened
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(lfw_dataset, tmp_path, monkeypatch):

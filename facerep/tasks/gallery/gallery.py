@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from facerep.data.sources import path_text
-from facerep.encoders.base import Encoder, file_digest, l2_normalise
+from facerep.encoders.base import Encoder, l2_normalise
 from facerep.encoders.calibration import current_threshold
 from facerep.encoders.photos import largest_face
 from facerep.encoders.registry import resolve_encoder
+from facerep.files import file_digest
 from facerep.images import ImageSource
 from facerep.tasks.gallery.database import GalleryDatabase, GalleryFace
 from facerep.tasks.gallery.errors import GalleryError
