@@ -16,7 +16,8 @@ A run spec is NAME:RECIPE:EPOCHS; runs live in --work. Each run is reported as s
 encoder whitened on its own unlabelled training faces: what `verify`, galleries and the service
 use), raw (`:raw`), and raw with whitening fitted on the evaluation's training identities
 (`:raw+whiten`, the protocol of earlier tables); an `--all-heldout` table beside it evaluates on
-every identity with nothing fitted on evaluation faces.
+every identity with nothing fitted by the evaluation (the runs saw the faces of the training
+half, unlabelled, in pretraining).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def pretrain_run(spec: str, datasets: dict[str, Path], runs: Path) -> tuple[Path
     train = json.loads((run / "config.json").read_text())["train"]
     summary["recipe"] = {
         "file": f"bench/recipes/{recipe}.toml",
-        **{key: train[key] for key in ("model", "objective", "epochs", "batch_size")},
+        **{key: train.get(key) for key in ("model", "epochs", "batch_size")},
+        "objective": train.get("objective", "reconstruction"),  # runs before objectives
     }
     return run, summary
 
@@ -154,6 +156,27 @@ def attribute_probes(datasets: dict[str, Path], runs: list[Path]) -> dict[str, d
     return evaluate_attributes(data, encoder_variants(encoders, whiten="off"))
 
 
+def budget_curve(report: dict) -> list[str]:
+    """Shipped verification accuracy against training minutes, per recipe run more than once."""
+    by_recipe: dict[str, list[tuple[float, str, int]]] = {}
+    for run, summary in report["runs"].items():
+        point = (summary["seconds_this_session"] / 60, Path(run).name, len(summary["epoch_losses"]))
+        by_recipe.setdefault(summary["recipe"]["file"], []).append(point)
+    lines = []
+    for recipe, points in by_recipe.items():
+        if len(points) < 2:
+            continue
+        rows = [
+            [name, f"{minutes:.1f}", str(epochs),
+             *(f"{report['identity'][d][name]['verification_accuracy']:.4f}"
+               for d in ("orl", "cs131"))]
+            for minutes, name, epochs in sorted(points)
+        ]  # fmt: skip
+        lines += ["", f"## Budget curve: `{recipe}` (shipped encoder, held-out identities)", "",
+                  *markdown_table(["run", "minutes", "epochs", "orl", "cs131"], rows)]
+    return lines
+
+
 def markdown(report: dict) -> str:
     """The human-readable tables."""
     m = report["machine"]
@@ -184,7 +207,8 @@ def markdown(report: dict) -> str:
         "training identities (earlier tables' protocol).",
     ]
     sections = [("identity", "held-out identities"), ("all_heldout", "all identities, "
-                "nothing fitted on evaluation faces (--all-heldout)")]
+                "nothing fitted by the evaluation (--all-heldout; the runs saw the training "
+                "half's faces, unlabelled)")]
     for key, title in sections:
         for dataset, table in report.get(key, {}).items():
             rows = [
@@ -194,6 +218,7 @@ def markdown(report: dict) -> str:
             ]
             lines += ["", f"## {dataset}: {title}", "",
                       *markdown_table(["encoder", *HEADLINE], rows)]
+    lines += budget_curve(report)
     if report["attributes"]:
         lines += [
             "",

@@ -38,7 +38,7 @@ class Preprocess:
     """What a face must look like on its way into the model, and what comes out."""
 
     input_size: int  # crop side the model takes; other crops are resized to it
-    embed_dim: int  # embedding size D
+    embed_dim: int  # the model's pooled features D (a whitened encoder may keep fewer)
     crop_padding: float  # the margin around the template the crops were prepared with
     mean: tuple[float, float, float] = IMAGE_MEAN  # per-channel, on [0, 1] pixels
     std: tuple[float, float, float] = IMAGE_STD

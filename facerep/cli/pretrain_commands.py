@@ -225,8 +225,13 @@ def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
     if result.figure is not None:
         console.print(f"{result.figure.stem}: {result.figure}")
     console.print(f"loss curve: {result.run / 'loss_curve.png'}")
-    if result.whitening:
-        whitening = result.whitening
+    whitening = result.whitening
+    if whitening and "error" in whitening:
+        console_err.print(
+            f"[yellow]warning:[/yellow] no whitening fitted ({escape(whitening['error'])}); "
+            "the run embeds raw until `facerep whiten` fits one", highlight=False
+        )
+    elif whitening:
         console.print(
             f"whitening: {whitening['components']:.0f} components fitted on "
             f"{whitening['faces']:.0f} training faces ({result.run / 'whitening.safetensors'})"

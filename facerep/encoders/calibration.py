@@ -13,7 +13,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from facerep.encoders.base import DefaultThreshold, Encoder, Identified, RunBacked
+from facerep.encoders.base import (
+    DefaultThreshold,
+    Encoder,
+    Identified,
+    RunBacked,
+    encoder_identity,
+    is_whitened,
+)
 from facerep.files import atomic_write
 from facerep.runs import CALIBRATION_FILE
 from facerep.settings import facerep_home
@@ -34,6 +41,9 @@ class Calibration:
     identities: int
     dataset: str
     created: str
+    # Which vectors the threshold was measured on: a run refitted or whitened since, or its
+    # `:raw` variant, has other distances and is not calibrated by it ("" before 2026-12).
+    fingerprint: str = ""
 
 
 def calibration_path(encoder: Encoder) -> Path:
@@ -53,7 +63,8 @@ def save_calibration(encoder: Encoder, calibration: Calibration) -> Path:
 
 
 def load_calibration(encoder: Encoder) -> Calibration | None:
-    """The stored calibration of `encoder`, or None when it has none.
+    """The stored calibration of `encoder`, or None when it has none (or one measured on other
+    vectors: other weights, or the run before or without its whitening).
 
     Raises:
         ValueError: a calibration file is there but unreadable.
@@ -67,15 +78,23 @@ def load_calibration(encoder: Encoder) -> Calibration | None:
     version = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
     cached = _READ.get(path)
     if cached is not None and cached[0] == version:
-        return cached[1]
-    try:
-        calibration = Calibration(**json.loads(path.read_text()))
-    except (OSError, ValueError, TypeError) as e:
-        raise ValueError(
-            f"{path}: unreadable calibration ({e}); run facerep calibrate again"
-        ) from None
-    _READ[path] = (version, calibration)
-    return calibration
+        calibration = cached[1]
+    else:
+        try:
+            calibration = Calibration(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise ValueError(
+                f"{path}: unreadable calibration ({e}); run facerep calibrate again"
+            ) from None
+        _READ[path] = (version, calibration)
+    return calibration if _measured_on(encoder, calibration) else None
+
+
+def _measured_on(encoder: Encoder, calibration: Calibration) -> bool:
+    """Whether the calibration was measured on this encoder's vectors."""
+    if not calibration.fingerprint:  # written before fingerprints: never on whitened vectors
+        return not is_whitened(encoder)
+    return calibration.fingerprint == encoder_identity(encoder).fingerprint
 
 
 # Calibrations read so far, by path, with the file version they were read from.

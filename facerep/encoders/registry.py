@@ -94,7 +94,7 @@ def list_encoders(*, fitted_only: bool = False) -> list[EncoderEntry]:
 def load_encoder(name_or_path: str | Path, **options: object) -> Encoder:
     """A new encoder by name (`dlib`, `pca`, `pixels`) or by path (a run folder).
 
-    Options go to the encoder (for a run: `pool="mean"|"cls"`, `batch_size`, `device`; for
+    Options go to the encoder (for a run: `pool="mean"|"cls"`, `whiten`, `batch_size`, `device`; for
     pca: `n_components`, `whiten`). A `pca` encoder comes unfitted: call `fit(faces)` on
     training identities first.
 

@@ -27,7 +27,8 @@ class RunEncoder:
         run: a run directory written by `facerep pretrain` (config.json + model.safetensors).
         pool: "mean" over patch tokens (MAE's choice for probes) or the "cls" token.
         whiten: apply the run's stored whitening: None when it has one (the default), True
-            to require it, False for the raw pooled features.
+            to require it, False for the raw pooled features. It was fitted on mean-pooled
+            features, so `pool="cls"` embeds raw.
         batch_size: faces per forward pass.
         device: where to run; CUDA when present by default.
     """
@@ -49,15 +50,16 @@ class RunEncoder:
         self.std = torch.tensor(preprocess.std, device=self.device)[None, :, None, None]
         self.pool, self.batch_size = pool, batch_size
         digest = weights_digest(self.run)
-        self.whitening = _run_whitening(self.run, digest, whiten)
+        self.whitening = _run_whitening(self.run, digest, whiten, pool)
         self.whitened = self.whitening is not None  # evaluation need not whiten it again
         self.name = self.run.name + ("" if pool == "mean" else ":cls")
+        # The raw vectors keep the fingerprint they had before any whitening existed, so the
+        # galleries and calibrations made with them stay theirs.
         self.fingerprint = f"{self.name}:{digest}"
         if self.whitened:
             self.fingerprint += f":{file_digest(self.run / WHITENING_FILE)}"
         elif whiten is False and (self.run / WHITENING_FILE).is_file():
             self.name += ":raw"  # not the run's own encoder: reports must tell them apart
-            self.fingerprint = f"{self.name}:{digest}"
         self.source = str(self.run.resolve())
         self.input_size = preprocess.input_size
         self.dim = self.whitening.dim if self.whitening else preprocess.embed_dim
@@ -110,9 +112,13 @@ def _chunks(faces: np.ndarray, size: int):
         yield faces[start : start + size]
 
 
-def _run_whitening(run: Path, digest: str, whiten: bool | None) -> Whitening | None:
+def _run_whitening(run: Path, digest: str, whiten: bool | None, pool: Pool) -> Whitening | None:
     """The run's whitening unless declined; a one-line error when it is stale or required."""
     if whiten is False:
+        return None
+    if pool != "mean":  # fitted on mean-pooled features: the class token is another space
+        if whiten:
+            raise ValueError(f"{run}: its whitening was fitted on mean-pooled features, not {pool}")
         return None
     whitening = load_whitening(run)
     if whitening is None and whiten:

@@ -124,11 +124,11 @@ def encoder_variants(
     whitening = {"both": [False, True], "on": [True], "off": [False]}[whiten]
     variants = []
     for encoder in encoders:
-        modes = [False] if is_whitened(encoder) else whitening
         variants += [
             (encoder, EmbedOptions(flip=flip, pool_grid=grid, whiten=w))
             for grid in (grids if _has_tokens(encoder) else [1])
-            for w in modes
+            # Grid-pooled tokens are never the encoder's own (whitened) embedding.
+            for w in ([False] if is_whitened(encoder) and grid == 1 else whitening)
         ]
     return variants
 

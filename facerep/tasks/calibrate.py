@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facerep.encoders.base import Encoder, RunBacked
+from facerep.encoders.base import Encoder, RunBacked, encoder_identity
 from facerep.encoders.calibration import Calibration, save_calibration
 from facerep.runs import read_run_config
 from facerep.types import MAX_DISTANCE
@@ -160,6 +160,7 @@ def calibrate(
     measured = calibrate_threshold(embeddings, identities, far)
     calibration = Calibration(
         encoder=encoder.name,
+        fingerprint=encoder_identity(encoder).fingerprint,
         target_far=far,
         dataset=dataset,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,7 +65,7 @@ from facerep.train.observe import (
     save_png,
 )
 from facerep.train.whiten import FACES_PER_COMPONENT, fit_run_whitening
-from facerep.whitening import remove_whitening
+from facerep.whitening import Whitening, remove_whitening
 
 GRID_FACES = 8
 # An objective that logs `embedding_spread` (the per-dimension std of its unit projections) has
@@ -104,7 +105,7 @@ class PretrainResult:
     parameter_spread: float = 0.0
     figure: Path | None = None  # the objective's preview (reconstructions.png), if it has one
     collapse: str | None = None  # why the embeddings look collapsed, when they do
-    whitening: dict[str, float] | None = None  # the whitening fitted at the end, if any
+    whitening: dict[str, Any] | None = None  # the whitening fitted at the end (or its error)
 
 
     @property
@@ -236,7 +237,7 @@ class _Trainer:
         self._grid_at: tuple[int, np.ndarray] | None = None  # (step, grid): logged, then saved
         self.net = data_parallel(self.objective, world)
         self.log = TensorBoardLog(self.run_dir / TENSORBOARD_DIR) if world.is_main else None
-        self._whitening: dict[str, float] | None = None  # what the end-of-run fit did
+        self._whitening: dict[str, Any] | None = None  # what the end-of-run fit did
         if world.is_main:
             write_run_config(self.run_dir, self._run_config())
             remove_whitening(self.run_dir)  # fitted for weights this run is about to replace
@@ -445,11 +446,26 @@ class _Trainer:
         return result
 
     def _fit_whitening(self) -> None:
-        """Fit the run's whitening on its training faces, for the weights just saved."""
+        """Fit the run's whitening on its training faces, for the weights just saved.
+
+        A failure leaves the finished run whole (it embeds raw) and is reported in the summary.
+        """
         if not self.config.whiten_components or len(self.data) < FACES_PER_COMPONENT:
             return
         start = time.perf_counter()
-        whitening = fit_run_whitening(
+        try:
+            whitening = self._fitted_whitening()
+        except (ValueError, RuntimeError) as e:
+            self._whitening = {"error": f"{type(e).__name__}: {e}"}
+            return
+        self._whitening = {
+            "components": whitening.dim,
+            "faces": whitening.faces,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+
+    def _fitted_whitening(self) -> Whitening:
+        return fit_run_whitening(
             self.run_dir,
             self.model,
             self.data.imgs,
@@ -459,11 +475,6 @@ class _Trainer:
             seed=self.config.seed,
             device=self.device,
         )
-        self._whitening = {
-            "components": whitening.dim,
-            "faces": whitening.faces,
-            "seconds": round(time.perf_counter() - start, 1),
-        }
 
     def _collapse(self) -> str | None:
         """A warning when the objective's last logged embedding spread shows a collapse."""

@@ -102,6 +102,11 @@ def whiten_run(
         int(train.get("split_seed", 0)),
         bool(train.get("use_all_identities", False)),
     )
+    if faces.padding != config.preprocess.crop_padding:
+        raise ValueError(
+            f"{', '.join(paths)}: cropped with padding {faces.padding:g}, the run with "
+            f"{config.preprocess.crop_padding:g}: prepare the faces as the run's were"
+        )
     return fit_run_whitening(
         run,
         model,

@@ -86,6 +86,8 @@ def test_a_run_ships_the_whitening_it_fitted_on_its_own_faces(
     )
     # Whitened and raw vectors are not comparable: galleries must tell the two apart.
     assert encoder_identity(shipped).fingerprint != encoder_identity(raw).fingerprint
+    # Fitted on mean-pooled features: the class token embeds raw.
+    assert not facerep.load_encoder(tiny_run, pool="cls").whitened
     # Evaluation reports a whitened run once, as shipped, never whitened a second time.
     variants = encoder_variants([shipped], "both", [])
     assert [e.name + o.suffix() for e, o in variants] == [tiny_run.name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import facerep
 from facerep.encoders.calibration import calibration_path, current_threshold, load_calibration
 from facerep.encoders.registry import resolve_encoder
 from facerep.tasks.calibrate import calibrate, calibrate_threshold, calibration_faces
+from facerep.train.whiten import whiten_run
 from tests.conftest import link_orl
 
 
@@ -74,13 +76,21 @@ def test_calibrating_a_run_on_orl_stores_the_threshold_in_the_run(
     assert current_threshold(facerep.load_encoder(run)) == result.threshold
     verdict = facerep.verify(folder / "s1" / "1.pgm", folder / "s1" / "2.pgm", run)
     assert verdict.threshold == result.threshold
+    # The threshold belongs to these vectors: not to the raw features, nor to a refitted
+    # whitening, nor (written before fingerprints) to whitened vectors at all.
+    assert current_threshold(facerep.load_encoder(run, whiten=False)) is None
+    whiten_run(run, max_faces=60)
+    assert current_threshold(facerep.load_encoder(run)) is None
+    stored = json.loads((run / "calibration.json").read_text())
+    del stored["fingerprint"]
+    (run / "calibration.json").write_text(json.dumps(stored))
+    assert current_threshold(facerep.load_encoder(run)) is None
+    assert current_threshold(facerep.load_encoder(run, whiten=False)) == result.threshold
 
 
 def test_a_run_is_calibrated_on_the_identities_its_own_split_held_out(
     tiny_run: Path, shared_data: Path, tmp_path: Path
 ) -> None:
-    import json
-
     from facerep.data.splits import split_identities
 
     run = Path(shutil.copytree(tiny_run, tmp_path / "run"))

@@ -11,6 +11,7 @@ from PIL import Image
 import facerep
 from facerep.tasks.enrol import enrol_folder, labelled_photos
 from facerep.tasks.gallery import Gallery
+from facerep.tasks.gallery.errors import GalleryError
 from tests.conftest import link_orl
 
 
@@ -61,6 +62,29 @@ def test_a_run_encoder_builds_a_gallery_that_reopens_with_it(
     assert matches[0].same is None  # an uncalibrated run has no threshold to judge by
     clustering = facerep.cluster(folder, tiny_run, threshold=0.05)
     assert len(clustering.faces) == 12
+
+
+def test_a_gallery_refuses_its_run_once_the_run_embeds_otherwise(
+    tiny_run: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from facerep.encoders import registry
+    from facerep.train.whiten import whiten_run
+    from facerep.whitening import remove_whitening
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    remove_whitening(run)  # a run from before whitening: its raw vectors fill the gallery
+    folder = link_orl(shared_data, tmp_path / "enrol", range(1, 3), range(1, 3))
+    with facerep.Gallery(tmp_path / "g", run) as gallery:
+        enrol_folder(gallery, folder)
+    whiten_run(run)  # now the run embeds whitened, into as many dimensions
+    registry._cached_encoder.cache_clear()
+    with pytest.raises(GalleryError, match="does not match"):
+        facerep.Gallery(tmp_path / "g").search(folder / "s1" / "1.pgm")
+    # Its raw features are still the gallery's, under their old fingerprint.
+    raw = facerep.load_encoder(run, whiten=False)
+    assert facerep.Gallery(tmp_path / "g", raw).search(folder / "s1" / "1.pgm")[0].label == "s1"
 
 
 def test_two_gallery_adds_of_one_folder_at_once_enrol_each_photo_once(

@@ -98,7 +98,11 @@ class Gallery:
         """The gallery's encoder, loaded from where the gallery says it came from."""
         with self._db_lock:
             if self._encoder is None:
-                self._encoder = resolve_encoder(self._database.meta()["encoder_source"])
+                meta = self._database.meta()
+                encoder = resolve_encoder(meta["encoder_source"])
+                # The source may embed differently now (a run whitened or retrained since).
+                check_identity(meta, encoder, self.path)
+                self._encoder = encoder
             return self._encoder
 
     def _refresh(self) -> None:

@@ -39,8 +39,9 @@ def check_format(meta: dict[str, str], path: Path) -> None:
 def check_identity(meta: dict[str, str], encoder: Encoder, path: Path) -> None:
     """Refuse `encoder` unless it is the one whose vectors the gallery holds."""
     identity = encoder_identity(encoder)
-    stored = (meta["encoder"], int(meta["dim"]), meta["fingerprint"])
-    if (identity.name, identity.dim, identity.fingerprint) != stored:
+    # The fingerprint names the weights (and a run's whitening); the display name may differ
+    # (a run's raw features are named RUN:raw once it has a whitening).
+    if (identity.dim, identity.fingerprint) != (int(meta["dim"]), meta["fingerprint"]):
         raise GalleryError(
             f"holds {meta['encoder']} embeddings ({meta['dim']}-D); encoder "
             f"{encoder.name} ({encoder.dim}-D) does not match; use {meta['encoder_source']}",
