@@ -260,6 +260,9 @@ class GalleryDatabase:
 MIN_SQLITE = (3, 35, 0)
 
 
+OPEN_RETRY_SECONDS = 30.0
+
+
 def _open_for_writing(path: Path) -> sqlite3.Connection:
     if sqlite3.sqlite_version_info < MIN_SQLITE:
         raise sqlite3.DatabaseError(
@@ -267,18 +270,35 @@ def _open_for_writing(path: Path) -> sqlite3.Connection:
             f"{'.'.join(map(str, MIN_SQLITE))} or newer)"
         )
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed add survives power loss, not only a killed process.
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA secure_delete=ON")
-        db.executescript(SCHEMA)
-        _add_content_column(db)
-        db.executescript(PHOTO_ONCE)
-    except sqlite3.DatabaseError:
-        db.close()
-        raise
-    return db
+    deadline = time.monotonic() + OPEN_RETRY_SECONDS
+    while True:
+        try:
+            _set_up(db)
+            return db
+        except sqlite3.OperationalError as e:
+            # Two processes creating one gallery at once: SQLite answers "locked" at once,
+            # without its busy timeout, to a new file's switch to WAL or a read lock's upgrade.
+            # Every step is idempotent, so the loser tries again.
+            if "locked" in str(e) and time.monotonic() < deadline:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                time.sleep(0.05)
+                continue
+            db.close()
+            raise
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+
+
+def _set_up(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed add survives power loss, not only a killed process.
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("PRAGMA secure_delete=ON")
+    db.executescript(SCHEMA)
+    _add_content_column(db)
+    db.executescript(PHOTO_ONCE)
 
 
 def _add_content_column(db: sqlite3.Connection) -> None:
