@@ -65,7 +65,7 @@ from facerep.train.observe import (
     save_png,
 )
 from facerep.train.whiten import FACES_PER_COMPONENT, fit_run_whitening
-from facerep.whitening import Whitening, remove_whitening
+from facerep.whitening import remove_whitening
 
 GRID_FACES = 8
 # An objective that logs `embedding_spread` (the per-dimension std of its unit projections) has
@@ -454,7 +454,16 @@ class _Trainer:
             return
         start = time.perf_counter()
         try:
-            whitening = self._fitted_whitening()
+            whitening = fit_run_whitening(
+                self.run_dir,
+                self.model,
+                self.data.imgs,
+                self.preprocess,
+                components=self.config.whiten_components,
+                max_faces=self.config.whiten_faces,
+                seed=self.config.seed,
+                device=self.device,
+            )
         except (ValueError, RuntimeError) as e:
             self._whitening = {"error": f"{type(e).__name__}: {e}"}
             return
@@ -463,18 +472,6 @@ class _Trainer:
             "faces": whitening.faces,
             "seconds": round(time.perf_counter() - start, 1),
         }
-
-    def _fitted_whitening(self) -> Whitening:
-        return fit_run_whitening(
-            self.run_dir,
-            self.model,
-            self.data.imgs,
-            self.preprocess,
-            components=self.config.whiten_components,
-            max_faces=self.config.whiten_faces,
-            seed=self.config.seed,
-            device=self.device,
-        )
 
     def _collapse(self) -> str | None:
         """A warning when the objective's last logged embedding spread shows a collapse."""

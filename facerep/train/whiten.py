@@ -113,7 +113,14 @@ def whiten_run(
         faces.imgs,
         config.preprocess,
         components=components or int(train.get("whiten_components") or DEFAULT_COMPONENTS),
-        max_faces=max_faces or int(train.get("whiten_faces", 10000)),
+        max_faces=max_faces or int(train.get("whiten_faces") or _default("whiten_faces")),
         seed=int(train.get("seed", 0)),
         device=device,
     )
+
+
+def _default(name: str) -> object:
+    """TrainConfig's default for `name` (runs trained before the field existed lack it)."""
+    from facerep.train.config import TrainConfig
+
+    return TrainConfig.__dataclass_fields__[name].default
