@@ -203,3 +203,16 @@ def describe_source(source: object) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def resize_faces(faces: np.ndarray, size: int) -> np.ndarray:
+    """`[N, H, W, 3]` uint8 faces at `size` x `size` (box-filtered when shrinking)."""
+    faces = np.asarray(faces)
+    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
+        raise ValueError(f"faces must be uint8 [N, H, W, 3], got {faces.dtype} {faces.shape}")
+    if faces.shape[1:3] == (size, size):
+        return faces
+    shrink = size < faces.shape[1]
+    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    resized = [np.asarray(Image.fromarray(face).resize((size, size), resample)) for face in faces]
+    return np.stack(resized) if resized else np.zeros((0, size, size, 3), np.uint8)

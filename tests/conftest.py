@@ -50,6 +50,15 @@ def lfw_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def lfw_teacher(lfw_dataset: Path) -> Path:
+    """The LFW sample with dlib's embeddings of 2 fixed views of each face cached beside it."""
+    from facerep.train.teacher import build_teacher_cache
+
+    build_teacher_cache(lfw_dataset, "dlib", views=2, workers=1)
+    return lfw_dataset
+
+
 def link_orl(shared_data: Path, root: Path, people: range, images: range) -> Path:
     """A folder per ORL person (`root/s<k>/<n>.pgm`) of symlinks to the real photos."""
     for person in people:

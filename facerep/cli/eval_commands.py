@@ -28,7 +28,7 @@ def eval_command(
     encoder: Annotated[
         list[str],
         typer.Option(
-            "--encoder", "-e", help="pixels, pca, dlib or a run directory; repeat for several."
+            "--encoder", "-e", help="pixels, pca, dlib, a run or a .onnx; repeat for several."
         ),
     ],
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("eval-report"),

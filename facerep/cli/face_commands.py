@@ -24,7 +24,7 @@ from facerep.types import count_unreadable
 
 EncoderOption = Annotated[
     str,
-    typer.Option("--encoder", "-e", help="dlib (default, ships with facerep) or a run folder."),
+    typer.Option("--encoder", "-e", help="dlib (default), a run folder or a .onnx export."),
 ]
 ThresholdOption = Annotated[
     float | None,

@@ -53,7 +53,7 @@ def add(
     ] = None,
     encoder: Annotated[
         str | None,
-        typer.Option("--encoder", "-e", help="For a new gallery: dlib (default) or a run folder."),
+        typer.Option("--encoder", "-e", help="For a new gallery: dlib, a run or a .onnx."),
     ] = None,
     index: Annotated[
         IndexChoice,

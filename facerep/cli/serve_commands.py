@@ -22,7 +22,7 @@ def serve(
         typer.Option(help="Folder of galleries: gallery NAME lives in GALLERY_DIR/NAME."),
     ],
     encoder: Annotated[
-        str, typer.Option("--encoder", "-e", help="An encoder name (dlib) or a run folder.")
+        str, typer.Option("--encoder", "-e", help="dlib, a run folder or a .onnx.")
     ] = ServiceSettings.encoder,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,

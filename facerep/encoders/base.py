@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-from PIL import Image
 
 if TYPE_CHECKING:
     from facerep.types import Face
@@ -134,16 +133,3 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (a zero row stays zero), as float32."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def resize_faces(faces: np.ndarray, size: int) -> np.ndarray:
-    """`[N, H, W, 3]` uint8 faces at `size` x `size` (box-filtered when shrinking)."""
-    faces = np.asarray(faces)
-    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
-        raise ValueError(f"faces must be uint8 [N, H, W, 3], got {faces.dtype} {faces.shape}")
-    if faces.shape[1:3] == (size, size):
-        return faces
-    shrink = size < faces.shape[1]
-    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-    resized = [np.asarray(Image.fromarray(face).resize((size, size), resample)) for face in faces]
-    return np.stack(resized) if resized else np.zeros((0, size, size, 3), np.uint8)

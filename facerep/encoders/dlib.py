@@ -1,17 +1,17 @@
 """dlib's ResNet face recogniser (128-D, 99.38% on LFW): the supervised reference encoder.
 
 facerep's crops use dlib's own 5-point mean-face template at padding 0.25, so a crop resized to
-150x150 is the chip the network was trained on (`dlib.get_face_chip`), at the crop's resolution.
+150x150 is the chip the network was trained on (`dlib.get_face_chip`), at the crop's resolution
+(`facerep.faces.dlib_models.unit_descriptors`; distillation's teacher calls the same).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from facerep.encoders.base import l2_normalise, resize_faces
-from facerep.faces.dlib_models import face_recognizer
+from facerep.faces.dlib_models import RECOGNISER_CHIP, unit_descriptors
 
-CHIP_SIZE = 150  # the network's input side
+CHIP_SIZE = RECOGNISER_CHIP  # the network's input side
 # dlib's own rule is "same person below 0.6 euclidean distance" between raw descriptors, whose
 # norm is about 1.49 (mean over faces_unlabeled); on unit vectors that is a cosine distance of
 # 0.6**2 / (2 * 1.49**2) = 0.081. `facerep calibrate` replaces it with one measured at a FAR.
@@ -42,10 +42,4 @@ class DlibEncoder:
 
     def embed(self, faces: np.ndarray) -> np.ndarray:
         """`[N, H, W, 3]` uint8 aligned faces -> `[N, 128]` float32 unit rows."""
-        chips = resize_faces(faces, CHIP_SIZE)
-        model = face_recognizer()
-        out = []
-        for start in range(0, len(chips), self.batch_size):
-            batch = [np.ascontiguousarray(c) for c in chips[start : start + self.batch_size]]
-            out += [np.array(v) for v in model.compute_face_descriptor(batch, self.num_jitters)]
-        return l2_normalise(np.array(out).reshape(len(chips), self.dim))
+        return unit_descriptors(faces, self.num_jitters, self.batch_size)

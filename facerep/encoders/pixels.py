@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from facerep.encoders.base import l2_normalise, resize_faces
+from facerep.encoders.base import l2_normalise
+from facerep.images import resize_faces
 
 
 class PixelsEncoder:

@@ -78,6 +78,14 @@ PATH_ENCODERS: tuple[PathEncoder, ...] = (
             "facerep.encoders.run:RunEncoder",
         ),
     ),
+    PathEncoder(
+        lambda path: path.suffix == ".onnx",
+        EncoderEntry(
+            "FILE.onnx",
+            "an encoder exported by `facerep export RUN --onnx FILE`, run by onnxruntime",
+            "facerep.encoders.onnx:OnnxEncoder",
+        ),
+    ),
 )
 
 
@@ -92,7 +100,7 @@ def list_encoders(*, fitted_only: bool = False) -> list[EncoderEntry]:
 
 
 def load_encoder(name_or_path: str | Path, **options: object) -> Encoder:
-    """A new encoder by name (`dlib`, `pca`, `pixels`) or by path (a run folder).
+    """A new encoder by name (`dlib`, `pca`, `pixels`) or by path (a run folder, a `.onnx`).
 
     Options go to the encoder (for a run: `pool="mean"|"cls"`, `whiten`, `batch_size`, `device`; for
     pca: `n_components`, `whiten`). A `pca` encoder comes unfitted: call `fit(faces)` on
@@ -108,8 +116,8 @@ def load_encoder(name_or_path: str | Path, **options: object) -> Encoder:
         if path_encoder.matches(Path(name)):
             return path_encoder.entry.build(name, **options)
     raise ValueError(
-        f"{name}: not an encoder name ({', '.join(BUILTIN_ENCODERS)}) nor a facerep run "
-        "directory (no config.json)"
+        f"{name}: not an encoder name ({', '.join(BUILTIN_ENCODERS)}), a facerep run "
+        "directory (no config.json) nor an exported .onnx file"
     )
 
 

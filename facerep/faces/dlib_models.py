@@ -17,6 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
+from facerep.images import resize_faces
+
 DetectorName = Literal["hog", "cnn"]
 
 MODEL_FILES = {
@@ -79,3 +83,23 @@ def face_recognizer() -> Any:
     import dlib
 
     return dlib.face_recognition_model_v1(str(model_path("resnet")))
+
+
+
+RECOGNISER_CHIP = 150  # the recogniser's input side: dlib.get_face_chip's default
+
+
+def unit_descriptors(faces: np.ndarray, num_jitters: int = 0, batch_size: int = 64) -> np.ndarray:
+    """dlib's 128-D descriptors of `[N, H, W, 3]` uint8 aligned faces, as float32 unit rows.
+
+    facerep's crops use dlib's own 5-point template, so a crop resized to 150 px is the chip
+    the network was trained on, at the crop's resolution.
+    """
+    chips = resize_faces(faces, RECOGNISER_CHIP)
+    out = np.zeros((len(chips), 128), np.float64)
+    for start in range(0, len(chips), batch_size):
+        batch = [np.ascontiguousarray(c) for c in chips[start : start + batch_size]]
+        descriptors = face_recognizer().compute_face_descriptor(batch, num_jitters)
+        out[start : start + len(batch)] = np.array([np.array(v) for v in descriptors])
+    unit = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return unit.astype(np.float32)  # normalised in float64: a photo is at distance 0 of itself

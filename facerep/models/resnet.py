@@ -3,7 +3,9 @@
 He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016), basic blocks, sized for
 small data on a CPU. GroupNorm instead of BatchNorm: contrastive objectives on small batches
 leak through batch statistics (MoCo's "shuffling BN" problem), and GroupNorm has none. It has
-no decoder, so it serves joint-embedding objectives (`instance`), not masked reconstruction.
+no decoder, so it serves joint-embedding objectives (`instance`, `mimic`), not masked
+reconstruction. An `embed_dim` other than the last width adds a linear embedding layer after
+the pooling (FaceNet's): a student distilled into a teacher's 128-D space ships that space.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ MAX_NORM_GROUPS = 8
 
 @dataclass(frozen=True)
 class ResNetConfig(ModelConfig):
-    """A residual CNN's shape: stage widths (the last is the embedding size) and depths."""
+    """A residual CNN's shape: stage widths and depths, and the embedding size (a linear layer
+    maps the pooled last stage to it when it is not the last width)."""
 
     kind = "resnet"
     img_size: int = 64
@@ -35,17 +38,16 @@ class ResNetConfig(ModelConfig):
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(self.widths))  # JSON gives lists
         object.__setattr__(self, "blocks", tuple(self.blocks))
-        if len(self.widths) != len(self.blocks) or self.widths[-1] != self.embed_dim:
+        if len(self.widths) != len(self.blocks):
             raise ValueError(
-                f"resnet: widths {self.widths} and blocks {self.blocks} must pair up, and the "
-                f"last width must be embed_dim ({self.embed_dim})"
+                f"resnet: widths {self.widths} and blocks {self.blocks} must pair up"
             )
         if self.img_size % 2 ** len(self.widths):
             raise ValueError(f"img_size {self.img_size} cannot be halved {len(self.widths)} times")
 
     def build(self) -> ResNet:
         """A freshly initialised `ResNet` with this config as `model.config`."""
-        model = ResNet(self.img_size, self.widths, self.blocks)
+        model = ResNet(self.img_size, self.widths, self.blocks, self.embed_dim)
         model.config = self
         return model
 
@@ -83,6 +85,8 @@ class ResNet(nn.Module):
         widths: channels per stage; the first stage follows a stride-2 stem, each later stage
             halves the side again, so 64 px ends in a 4x4 map of `widths[-1]` channels.
         blocks: residual blocks per stage.
+        embed_dim: embedding size; a linear layer maps the pooled map to it unless it is
+            `widths[-1]` (None: `widths[-1]`).
     """
 
     def __init__(
@@ -90,10 +94,11 @@ class ResNet(nn.Module):
         img_size: int = 64,
         widths: tuple[int, ...] = (32, 64, 128, 256),
         blocks: tuple[int, ...] = (1, 1, 1, 1),
+        embed_dim: int | None = None,
     ):
         super().__init__()
         self.img_size = to_pair(img_size)
-        self.embed_dim = widths[-1]
+        self.embed_dim = embed_dim or widths[-1]
         side = self.img_size[0] // 2 ** len(widths)
         self.grid_size = (side, self.img_size[1] // 2 ** len(widths))
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), _norm(widths[0]))
@@ -105,6 +110,9 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
             channels = width
         self.stages = nn.Sequential(*stages)  # the stem and each later stage halve the side
+        self.embedding = (
+            nn.Identity() if self.embed_dim == widths[-1] else nn.Linear(widths[-1], self.embed_dim)
+        )
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -115,11 +123,13 @@ class ResNet(nn.Module):
         return self.stages(F.relu(self.stem(imgs)))
 
     def forward_tokens(self, imgs: torch.Tensor) -> torch.Tensor:
-        """Output cells as tokens, row by row: `[N, 3, H, W]` -> `[N, h*w, D]`."""
-        return self.forward_features(imgs).flatten(2).transpose(1, 2)
+        """Output cells as tokens, row by row, in the embedding's space: `[N, 3, H, W]` ->
+        `[N, h*w, D]` (the embedding layer is linear: their mean is `embed`)."""
+        return self.embedding(self.forward_features(imgs).flatten(2).transpose(1, 2))
 
     def embed(self, imgs: torch.Tensor, pool: Pool = "mean") -> torch.Tensor:
-        """One vector per image, the last map averaged over space: `[N, 3, H, W]` -> `[N, D]`."""
+        """One vector per image, the last map averaged over space (then the embedding layer):
+        `[N, 3, H, W]` -> `[N, D]`."""
         if pool != "mean":
             raise ValueError(f"a CNN pools by 'mean' only (it has no class token), got {pool!r}")
-        return self.forward_features(imgs).mean(dim=(2, 3))
+        return self.embedding(self.forward_features(imgs).mean(dim=(2, 3)))

@@ -25,6 +25,8 @@ class View:
 
     imgs: torch.Tensor  # [B, 3, S, S], normalised with the run's mean and std
     landmarks: torch.Tensor  # [B, 5, 2], pixels of the augmented crop
+    # [B, D] the teacher's unit embedding of exactly these pixels (a run with --teacher)
+    teacher: torch.Tensor | None = None
 
 
 @dataclass

@@ -22,7 +22,7 @@ class ObjectiveEntry:
 
     name: str
     summary: str
-    target: str  # "module:Class", built as Class(model, **options)
+    target: str  # "module:Class" (or a function returning one), built as Class(model, **options)
     options: tuple[str, ...] = ()  # the TrainConfig fields passed to it as keyword arguments
 
 
@@ -51,6 +51,14 @@ OBJECTIVES: dict[str, ObjectiveEntry] = {
                 "masking", "mask_ratio", "identity_weight", "queue_size", "temperature",
                 "momentum", "projection_dim",
             ),
+        ),
+        ObjectiveEntry(
+            "mimic",
+            "distil a face recogniser: the student's embedding of each view regresses the "
+            "teacher's (cosine, relational), plus masked reconstruction on an autoencoder "
+            "(MR-MAE; --teacher dlib)",
+            "facerep.objectives.mimic:mimic",
+            ("teacher", "mimic_weight", "mimic_loss", "masking", "mask_ratio"),
         ),
     ]
 }

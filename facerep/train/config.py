@@ -17,8 +17,10 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from facerep.models.strategies import MaskingStrategy
 from facerep.objectives.registry import DEFAULT_OBJECTIVE, check_objective
+from facerep.teachers import check_teacher
 
 Precision = Literal["auto", "fp32", "bf16"]
+MimicLoss = Literal["cosine", "relation", "cosine+relation"]
 Optimizer = Literal["adamw", "sgd"]
 # A warmup longer than the run (the default 2 epochs in a 1-epoch run) becomes this share of it:
 # the default recipe's share (2 of 20 epochs), so a short run keeps the recipe's shape.
@@ -134,6 +136,23 @@ class TrainConfig:
     identity_weight: float = option(
         0.1, "Weight of mae+id's identity branch beside the reconstruction.", low=0.0
     )
+    # Distillation (mimic, MR-MAE): a teacher's embeddings of fixed views, cached per dataset.
+    teacher: str = option(
+        "", "Face model to distil from (objective mimic): dlib. Its embeddings are cached "
+        "beside each dataset (`facerep teacher-cache`)."
+    )
+    teacher_views: int = option(
+        4, "Fixed views per face the student learns the teacher's answer on (view 0: the "
+        "crop itself).", low=1,
+    )
+    mimic_weight: float = option(
+        1.0, "Weight of the mimic loss (beside the reconstruction for an autoencoder).", low=0.0
+    )
+    # Both measured in bench/distillation.py; cosine alone equals MSE on unit vectors.
+    mimic_loss: MimicLoss = option(
+        "cosine+relation", "cosine to the teacher's unit embedding, relation (the batch's "
+        "pairwise similarities), or both."
+    )
     # Whitening needs no labels, so the run fits it on its own faces and its encoder applies it.
     whiten_components: int = option(
         128, "PCA-whitening components fitted at the end on the training faces and applied by "
@@ -157,6 +176,8 @@ class TrainConfig:
         for item in fields(self):
             _check_bounds(item, getattr(self, item.name))
         check_objective(self.objective)
+        if self.teacher:
+            check_teacher(self.teacher)
 
     @property
     def warmup_epochs_used(self) -> float:

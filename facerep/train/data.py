@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from facerep.data.splits import identity_split_indices
 from facerep.data.store import open_dataset
+from facerep.train.teacher import TeacherTargets, load_teacher_targets
 
 
 @dataclass
@@ -40,6 +41,9 @@ class PretrainFaces(Dataset):
         holdout_fraction: share of identities held out of identity datasets.
         split_seed: seed of the identity split (the one `facerep eval` uses).
         use_all_identities: keep every identity (no held-out evaluation possible).
+        teacher: load this teacher's cached embeddings of each face's fixed views (`teacher`,
+            `facerep.train.teacher`), for distillation; "" for none.
+        teacher_views: how many of the cached views to use.
     """
 
     def __init__(
@@ -49,17 +53,21 @@ class PretrainFaces(Dataset):
         holdout_fraction: float = 0.5,
         split_seed: int = 0,
         use_all_identities: bool = False,
+        teacher: str = "",
+        teacher_views: int = 4,
     ):
         if not paths:
             raise ValueError("no dataset given: pass one or more folders made by `facerep prepare`")
-        images, landmarks, self.parts = [], [], []
+        images, landmarks, targets, self.parts = [], [], [], []
         for path in paths:
-            crops, points, part = _load_part(
+            rows, crops, points, part = _load_part(
                 Path(path), img_size, holdout_fraction, split_seed, use_all_identities
             )
             images.append(crops)
             landmarks.append(points)
             self.parts.append(part)
+            if teacher:
+                targets.append(load_teacher_targets(path, teacher, teacher_views, rows))
         paddings = {part.padding for part in self.parts}
         if len(paddings) > 1:
             raise ValueError(
@@ -69,19 +77,22 @@ class PretrainFaces(Dataset):
         self.padding = paddings.pop()
         self.imgs = torch.cat(images)
         self.landmarks = torch.cat(landmarks)
+        # The teacher's embeddings and view parameters of every face, in the same order.
+        self.teacher: TeacherTargets | None = TeacherTargets.concat(targets) if targets else None
         if len(self.imgs) == 0:
             raise ValueError(f"no faces to train on in {', '.join(map(str, paths))}")
 
     def __len__(self) -> int:
         return len(self.imgs)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.imgs[index], self.landmarks[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """A face, its landmarks, and its index (which picks its teacher targets)."""
+        return self.imgs[index], self.landmarks[index], index
 
 
 def _load_part(
     path: Path, img_size: int, holdout_fraction: float, split_seed: int, use_all: bool
-) -> tuple[torch.Tensor, torch.Tensor, DatasetPart]:
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, DatasetPart]:
     data = open_dataset(path)
     rows, note = np.arange(len(data)), "no identities: all faces"
     if len(set(data.identities) - {None}) >= 2 and not use_all:
@@ -97,7 +108,7 @@ def _load_part(
         scale = img_size / data.size
         points = (points + 0.5) * scale - 0.5
     part = DatasetPart(str(path), len(data), len(rows), note, float(data.meta["padding"]))
-    return crops.contiguous(), points, part
+    return rows, crops.contiguous(), points, part
 
 
 def _resize_uint8(crops: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:

@@ -216,6 +216,8 @@ class _Trainer:
             config.holdout_fraction,
             config.split_seed,
             config.use_all_identities,
+            config.teacher,
+            config.teacher_views,
         )
         self.loader, self.sampler = self._make_loader()
         self.steps_per_epoch = len(self.loader)
@@ -233,7 +235,7 @@ class _Trainer:
         )
         self.mean = torch.tensor(self.preprocess.mean, device=device)[None, :, None, None]
         self.std = torch.tensor(self.preprocess.std, device=device)[None, :, None, None]
-        self.grid_imgs, self.grid_landmarks = self.data[:GRID_FACES]
+        self.grid_imgs, self.grid_landmarks, _ = self.data[:GRID_FACES]
         self._grid_at: tuple[int, np.ndarray] | None = None  # (step, grid): logged, then saved
         self.net = data_parallel(self.objective, world)
         self.log = TensorBoardLog(self.run_dir / TENSORBOARD_DIR) if world.is_main else None
@@ -294,11 +296,11 @@ class _Trainer:
         while self.step < self.total_steps and (stop_after is None or self.step < stop_after):
             epoch = self.step // self.steps_per_epoch
             self.sampler.set_epoch(epoch)
-            for index, (imgs, landmarks) in enumerate(self.loader):
+            for index, (imgs, landmarks, faces) in enumerate(self.loader):
                 if index < self.step - epoch * self.steps_per_epoch:
                     continue  # done before the resume
                 tick = time.perf_counter()
-                loss, lr = self._train_step(imgs, landmarks)
+                loss, lr = self._train_step(imgs, landmarks, faces)
                 self._after_step(
                     on_step, loss, lr, len(imgs) * self.world.size, time.perf_counter() - tick
                 )
@@ -312,11 +314,14 @@ class _Trainer:
             self._checkpoint()
         return self._finish(time.perf_counter() - start, self.step - start_step)
 
-    def _train_step(self, imgs: torch.Tensor, landmarks: torch.Tensor) -> tuple[float, float]:
+    def _train_step(
+        self, imgs: torch.Tensor, landmarks: torch.Tensor, faces: torch.Tensor
+    ) -> tuple[float, float]:
         config, world = self.config, self.world
         generator = step_generator(config.seed, self.step)
+        views = range(self.objective.num_views)
         batch = PretrainBatch(
-            [self._view(imgs, landmarks, generator) for _ in range(self.objective.num_views)],
+            [self._view(imgs, landmarks, faces, generator) for _ in views],
             generator,
             config.batch_size,
             world.rows,
@@ -348,10 +353,24 @@ class _Trainer:
         return mean_loss, lr
 
     def _view(
-        self, imgs: torch.Tensor, landmarks: torch.Tensor, generator: torch.Generator
+        self,
+        imgs: torch.Tensor,
+        landmarks: torch.Tensor,
+        faces: torch.Tensor,
+        generator: torch.Generator,
     ) -> View:
-        """One augmented view of this process's faces, drawn for the whole global batch."""
+        """One augmented view of this process's faces, drawn for the whole global batch.
+
+        With a teacher, each face shows one of its fixed views, drawn at random, and the view
+        carries the teacher's embedding of it.
+        """
         config, world = self.config, self.world
+        if self.data.teacher is not None:
+            teacher = self.data.teacher
+            chosen = torch.randint(teacher.views, (config.batch_size,), generator=generator)
+            params, target = teacher.pick(faces, chosen[world.rows])
+            x, moved = augment(imgs.to(self.device).float() / 255.0, landmarks, params)
+            return View((x - self.mean) / self.std, moved, target.to(self.device))
         params = sample_augment(
             config.batch_size,
             generator,

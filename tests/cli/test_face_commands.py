@@ -141,7 +141,7 @@ def test_list_encoders_names_what_encoder_takes() -> None:
     result = facerep("list-encoders")
     assert result.returncode == 0, result.stderr
     lines = {line.split(":")[0].split()[0]: line for line in result.stdout.splitlines()}
-    assert set(lines) == {"dlib", "pca", "pixels", "RUN"}
+    assert set(lines) == {"dlib", "pca", "pixels", "RUN", "FILE.onnx"}
     assert "eval only" in lines["pca"] and "eval only" not in lines["dlib"]
 
 

@@ -66,7 +66,7 @@ def test_objectives_are_listed_and_an_unknown_one_is_a_one_line_error(
     unknown = facerep("pretrain", str(lfw_dataset), "--out", str(tmp_path / "r"), "--objective",
                       "jigsaw")
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
-    known = "instance, mae+id, reconstruction"
+    known = "instance, mae+id, mimic, reconstruction"
     assert f"unknown objective 'jigsaw'; choose one of: {known}" in unknown.stderr
     clash = facerep("pretrain", "--resume", str(tmp_path / "r"), "--objective", "reconstruction")
     assert clash.returncode == 2 and "drop --objective" in clash.stderr
@@ -119,3 +119,15 @@ def test_pretrain_never_writes_into_a_dataset_or_over_foreign_files(
     assert refused.returncode == 2 and "not written by facerep pretrain" in refused.stderr
     assert (foreign / "config.json").read_text() == '{"the": "user\'s own"}'
     assert refused.stderr.count("\n") == 1
+
+
+def test_teacher_cache_builds_once_and_names_bad_input(lfw_teacher: Path, tmp_path: Path) -> None:
+    again = facerep("teacher-cache", str(lfw_teacher), "--views", "1", "--workers", "1")
+    assert again.returncode == 0, again.stderr
+    assert "teacher cache complete in" in again.stdout and "dlib-2views" in again.stdout
+    for args, reason in [
+        ((str(tmp_path / "absent"),), "not a prepared dataset"),
+        ((str(lfw_teacher), "--teacher", "arcface"), "unknown teacher 'arcface'"),
+    ]:
+        bad = facerep("teacher-cache", *args)
+        assert bad.returncode == 2 and reason in bad.stderr and "Traceback" not in bad.stderr

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 import facerep
-from facerep.encoders.base import Encoder, encoder_identity, is_whitened, resize_faces
+from facerep.encoders.base import Encoder, encoder_identity, is_whitened
 from facerep.encoders.calibration import current_threshold
 from facerep.encoders.pca import PCAEncoder
 from facerep.eval.embedding import EmbedOptions, grid_pool, raw_features
 from facerep.eval.harness import encoder_variants
+from facerep.images import resize_faces
 from facerep.runs import WEIGHTS_FILE, load_weights, save_weights
 from facerep.whitening import load_whitening, remove_whitening
 from tests.cli.test_app import facerep as facerep_cli

@@ -14,7 +14,7 @@ from facerep.models.registry import MODEL_ALIASES, build_model, model_config
 
 def test_list_models_names_every_size_and_filters() -> None:
     names = list_models()
-    assert names == sorted(names) and len(names) == 9
+    assert names == sorted(names) and len(names) == 10
     assert "mae_vit_base_p16_112" in names and "conv_ae_112" in names
     assert list_models("conv_ae_*") == ["conv_ae_112", "conv_ae_64"]
     assert list_models("nothing*") == []
@@ -29,6 +29,7 @@ ALIASES = {
     "vit-base": ("mae_vit_base_p16_112", ("mae", 112, 16, 768, 12)),
     "conv-ae": ("conv_ae_64", ("conv_ae", 64, 8, 256, 4)),
     "resnet-tiny": ("resnet_tiny_64", ("resnet", 64, 16, 256, 4)),
+    "resnet-small": ("resnet_small_64", ("resnet", 64, 16, 128, 4)),
 }
 # The ViT sizes a name's width word stands for (DeiT's tiny and small, ViT's base).
 VIT_WIDTHS = {"test": 32, "tiny": 192, "small": 384, "base": 768}
@@ -54,7 +55,9 @@ def test_every_alias_is_documented_and_every_name_spells_its_architecture() -> N
         if config.kind == "conv_ae":
             assert name == f"conv_ae_{config.img_size}"
         elif config.kind == "resnet":
-            assert name == f"resnet_tiny_{config.img_size}" and sum(config.blocks) == 4
+            # The size word stands for the depth: tiny one block a stage, small ResNet-18's two.
+            size = {4: "tiny", 8: "small"}[sum(config.blocks)]
+            assert name == f"resnet_{size}_{config.img_size}"
         else:
             size = name.split("_")[2]
             assert name == f"mae_vit_{size}_p{config.patch_size}_{config.img_size}"

@@ -23,11 +23,20 @@ def test_embeds_and_tokens_at_any_size_it_divides() -> None:
     assert all(p.grad is not None for p in model.parameters())
 
 
+def test_an_embedding_size_other_than_the_last_width_adds_a_linear_embedding_layer() -> None:
+    model = create_model("resnet-small", img_size=32)
+    imgs = torch.rand(3, 3, 32, 32)
+    assert model.embed(imgs).shape == (3, 128) and isinstance(model.embedding, torch.nn.Linear)
+    # The layer is linear, so the tokens' mean is still the embedding (grid pooling agrees).
+    torch.testing.assert_close(model.forward_tokens(imgs).mean(dim=1), model.embed(imgs))
+    assert isinstance(create_model("resnet-tiny").embedding, torch.nn.Identity)
+
+
 def test_config_round_trips_through_json_and_refuses_what_cannot_be_built() -> None:
     config = create_model("resnet-tiny").config
     assert config_from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    with pytest.raises(ValueError, match="last width must be embed_dim"):
-        ResNetConfig(widths=(8, 16), blocks=(1, 1), embed_dim=32)
+    with pytest.raises(ValueError, match=r"widths \(8, 16\) and blocks \(1,\) must pair up"):
+        ResNetConfig(widths=(8, 16), blocks=(1,), embed_dim=16)
     with pytest.raises(ValueError, match="cannot be halved 4 times"):
         create_model("resnet-tiny", img_size=40)
     with pytest.raises(ValueError, match="pools by 'mean' only"):

@@ -12,7 +12,9 @@ from facerep.objectives.registry import DEFAULT_OBJECTIVE, create_objective, lis
 
 def test_reconstruction_is_the_default_and_reads_its_masking_options() -> None:
     assert DEFAULT_OBJECTIVE == "reconstruction"
-    assert [entry.name for entry in list_objectives()] == ["instance", "mae+id", "reconstruction"]
+    assert [entry.name for entry in list_objectives()] == [
+        "instance", "mae+id", "mimic", "reconstruction"
+    ]
     objective = create_objective(
         "reconstruction", create_model("vit-test"), {"masking": "noise", "mask_ratio": 0.5}
     )
@@ -22,7 +24,7 @@ def test_reconstruction_is_the_default_and_reads_its_masking_options() -> None:
 
 
 def test_unknown_objectives_and_unfit_models_are_one_line_errors() -> None:
-    known = r"instance, mae\+id, reconstruction"
+    known = r"instance, mae\+id, mimic, reconstruction"
     with pytest.raises(ValueError, match=f"unknown objective 'jigsaw'; choose one of: {known}"):
         create_objective("jigsaw", create_model("vit-test"), {})
     options = {"masking": "random", "mask_ratio": 0.5}

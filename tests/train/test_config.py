@@ -40,7 +40,7 @@ def test_json_round_trip() -> None:
         ("holdout_fraction = 0.0", r"holdout_fraction must be in \(0, 1\), got 0.0"),
         ("hflip = 1.5", r"hflip must be in \[0, 1\], got 1.5"),
         ("objective = 'jigsaw'",
-         "unknown objective 'jigsaw'; choose one of: instance, mae\\+id, recon"),
+         "unknown objective 'jigsaw'; choose one of: instance, mae\\+id, mimic, recon"),
         ("learning_rate = 0.1", "unknown training options"),
         ("epochs = [", "not valid TOML"),
     ],
