@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from facerep.cli.output import Quiet, UsageError, console, console_err, escape, print_json
+from facerep.cli.output import (
+    Quiet,
+    UsageError,
+    console,
+    console_err,
+    escape,
+    print_json,
+    progress_bar,
+)
 from facerep.data.store import DatasetError
 from facerep.train.config import TrainConfig, describe_bounds, field_types, load_config
 
@@ -300,24 +308,14 @@ def _ensure_teacher_caches(config: TrainConfig, quiet: bool) -> None:
 
 def _build_cache(dataset: Path, teacher: str, views: int, workers: int | None, quiet: bool):
     """Build one dataset's teacher cache with a progress bar and an ETA; returns its folder."""
-    from facerep.train.teacher import CacheProgress, build_teacher_cache
+    from facerep.train.teacher import build_teacher_cache
 
-    bar = Progress(
-        TextColumn(f"{escape(dataset.name)}: {teacher} x {views} views"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("faces"),
-        TimeRemainingColumn(),
-        console=console_err,
-        disable=quiet,
-    )
-    task = bar.add_task("teacher", total=None)
-
-    def show(progress: CacheProgress) -> None:
-        bar.update(task, completed=progress.faces_done, total=progress.faces_total)
-
-    with bar:
-        return build_teacher_cache(dataset, teacher, views, workers, on_progress=show)
+    label = f"{dataset.name}: {teacher} x {views} views"
+    with progress_bar(label, quiet) as update:
+        return build_teacher_cache(
+            dataset, teacher, views, workers,
+            on_progress=lambda p: update(p.faces_done, p.faces_total),
+        )
 
 
 def teacher_cache_command(
