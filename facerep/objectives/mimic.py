@@ -8,7 +8,9 @@ never runs in the loop. Two losses that measured well for embedding distillation
 `cosine`, one minus the cosine to the teacher's unit embedding (on unit vectors the same as MSE
 regression, which is twice it), and `relation` (Park et al., "Relational Knowledge Distillation",
 CVPR 2019), the batch's pairwise cosine similarities matched to the teacher's, which teaches
-the geometry that verification and search use. On an autoencoder with `mask_ratio` > 0 the
+the geometry that verification and search use. Measured on the 15,000-face corpus (10 epochs
+of the ResNet student), the cosine alone distilled far better (ORL 95.1% against 86.8%,
+cs131 74.3% against 62.7%): it is the default. On an autoencoder with `mask_ratio` > 0 the
 reconstruction is kept (MR-MAE); a CNN, or `mask_ratio` 0, distils alone.
 
 On several processes the relation term compares the pairs within each process's rows, as
@@ -34,7 +36,7 @@ def mimic(
     model: nn.Module,
     teacher: str = "",
     mimic_weight: float = 1.0,
-    mimic_loss: str = "cosine+relation",
+    mimic_loss: str = "cosine",
     masking: MaskingStrategy = "random",
     mask_ratio: float = 0.75,
 ) -> Mimic:
@@ -58,12 +60,15 @@ class Mimic(Objective):
     ships is the distilled one; any other gets a projection head, dropped after training.
     """
 
+    # The teacher's embeddings share a common direction a student can match alone.
+    collapse_advice = "more faces, more epochs, or --mimic-loss cosine+relation"
+
     def __init__(
         self,
         model: nn.Module,
         teacher: str = "",
         mimic_weight: float = 1.0,
-        mimic_loss: str = "cosine+relation",
+        mimic_loss: str = "cosine",
     ):
         if not teacher:
             raise ValueError(
@@ -119,7 +124,7 @@ class MaskedMimic(MaskedViews, Mimic):
         model: nn.Module,
         teacher: str = "",
         mimic_weight: float = 1.0,
-        mimic_loss: str = "cosine+relation",
+        mimic_loss: str = "cosine",
         masking: MaskingStrategy = "random",
         mask_ratio: float = 0.75,
     ):

@@ -148,10 +148,11 @@ class TrainConfig:
     mimic_weight: float = option(
         1.0, "Weight of the mimic loss (beside the reconstruction for an autoencoder).", low=0.0
     )
-    # Both measured in bench/distillation.py; cosine alone equals MSE on unit vectors.
+    # bench/distillation.py, 10 epochs each: cosine ORL 95.1% / cs131 74.3%, cosine+relation
+    # 86.8% / 62.7% (held-out identities, shipped). Cosine alone equals MSE on unit vectors.
     mimic_loss: MimicLoss = option(
-        "cosine+relation", "cosine to the teacher's unit embedding, relation (the batch's "
-        "pairwise similarities), or both."
+        "cosine", "cosine to the teacher's unit embedding, relation (the batch's pairwise "
+        "similarities), or both."
     )
     # Whitening needs no labels, so the run fits it on its own faces and its encoder applies it.
     whiten_components: int = option(

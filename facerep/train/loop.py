@@ -497,10 +497,12 @@ class _Trainer:
         spread = self._terms.get("embedding_spread")
         if spread is None or spread >= COLLAPSED_SPREAD:
             return None
+        advice = getattr(
+            self.objective, "collapse_advice", "a lower lr, a larger queue or a higher temperature"
+        )
         return (
             f"the embeddings collapsed (spread {spread:.4f} < {COLLAPSED_SPREAD} at step "
-            f"{self.step}): every face maps to nearly the same point; try a lower lr, a larger "
-            "queue or a higher temperature"
+            f"{self.step}): every face maps to nearly the same point; try {advice}"
         )
 
     def _write_summary(self, result: PretrainResult) -> None:
