@@ -3,7 +3,9 @@
 Face crops are small (15,000 faces at 64x64 are 184 MB as uint8), so they are read once from the
 memory maps, resized to the model's input size, and kept as one uint8 tensor; batches are then
 plain indexing, with no decode or worker processes in the loop. Identity datasets contribute
-only their training identities, so the held-out half stays unseen for `facerep eval`.
+only their training identities, so the held-out half stays unseen for `facerep eval`. A run
+with a teacher also holds the teacher's cached embeddings and view parameters of every face
+(`facerep.train.teacher`), in the same order.
 """
 
 from __future__ import annotations

@@ -237,7 +237,7 @@ def build_teacher_cache(
     folder.mkdir(parents=True, exist_ok=True)
     todo = missing_chunks(dataset, teacher, views)
     total = chunk_count(len(data))
-    faces_left = sum(len(range(len(data))[_chunk_rows(c, len(data))]) for c in todo)
+    faces_left = sum(_chunk_size(chunk, len(data)) for chunk in todo)
     done, faces_done, start = total - len(todo), len(data) - faces_left, time.perf_counter()
 
     def report() -> None:
