@@ -176,9 +176,14 @@ class TrainConfig:
         _check_types(self)
         for item in fields(self):
             _check_bounds(item, getattr(self, item.name))
-        check_objective(self.objective)
+        entry = check_objective(self.objective)
         if self.teacher:
             check_teacher(self.teacher)
+            # A teacher replaces the random views by its fixed ones: only for distillation.
+            if "teacher" not in entry.options:
+                raise ValueError(
+                    f"--teacher is for objectives that distil (mimic), not {self.objective}"
+                )
 
     @property
     def warmup_epochs_used(self) -> float:

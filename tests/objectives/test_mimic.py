@@ -83,6 +83,7 @@ def test_an_autoencoder_also_reconstructs_and_resumes_exactly(
         ({"teacher": ""}, r"objective mimic needs a teacher: pass --teacher \(dlib\)"),
         ({"teacher": "arcface"}, r"unknown teacher 'arcface'; choose one of: dlib"),
         ({"mimic_loss": "l1"}, r"mimic_loss must be one of 'cosine', 'relation'"),
+        ({"objective": "instance"}, r"--teacher is for objectives that distil \(mimic\), not inst"),
         ({"teacher_views": 5}, r"no complete cache .* 5 views; build it with `facerep teacher-c"),
     ],
 )
