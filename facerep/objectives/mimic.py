@@ -81,8 +81,8 @@ class Mimic(Objective):
         dim = check_teacher(teacher).dim
         super().__init__(model)
         self.mimic_weight, self.mimic_loss = mimic_weight, mimic_loss
-        direct = model.embed_dim == dim and not isinstance(self, MaskedMimic)
-        self.head = nn.Identity() if direct else projection_head(model.embed_dim, dim)
+        same_size = model.embed_dim == dim
+        self.head = nn.Identity() if same_size else projection_head(model.embed_dim, dim)
 
     def forward(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
         """The mimic loss of this process's rows, and how close the student is."""

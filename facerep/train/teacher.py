@@ -300,6 +300,7 @@ def load_teacher_targets(
             the command that builds it).
     """
     folder = complete_cache(dataset, teacher, views)
+    chunks = chunk_count(len(open_dataset(dataset)))
     if folder is None:
         raise ValueError(
             f"{dataset}: no complete cache of the {teacher} teacher's embeddings of {views} "
@@ -307,7 +308,7 @@ def load_teacher_targets(
             f"--views {views}`"
         )
     embeddings, params = [], {}
-    for chunk in range(chunk_count(len(open_dataset(dataset)))):
+    for chunk in range(chunks):
         with safe_open(str(chunk_path(folder, chunk)), framework="pt") as f:
             embeddings.append(f.get_tensor("embeddings")[:, :views])
             for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
