@@ -56,6 +56,7 @@ class Face:
         pose: head pose estimated from the landmarks.
         crop: `[S, S, 3]` uint8 aligned face crop, or None when not requested.
         embedding: `[D]` float32 L2-normalised embedding, once an encoder has seen the face.
+        stage: the detection cascade's stage that found it ("photo" on ordinary photos).
     """
 
     box: Box
@@ -65,6 +66,7 @@ class Face:
     pose: Pose
     crop: np.ndarray | None = field(default=None, repr=False)
     embedding: np.ndarray | None = field(default=None, repr=False)
+    stage: str = "photo"
 
 
 # Cosine distance `1 - cos` of unit vectors lies in [0, 2]; float rounding puts it a hair outside

@@ -60,6 +60,27 @@ def prepare(
         typer.Option(help="Extra 2x upsamplings for small faces in large photos.", min=0, max=3),
     ] = 0,
     min_face: Annotated[float, typer.Option(help="Drop faces narrower than this (pixels).")] = 0.0,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            help="Where the first look finds no face, search harder: an equalised copy, "
+            "rotated copies, a 2x upsampling, dlib's CNN. --no-cascade: the first look only."
+        ),
+    ] = True,
+    assume_cropped: Annotated[
+        bool,
+        typer.Option(
+            help="For pre-cropped faces: when no detector fires, take the whole frame as the "
+            "face box and fit the landmarks inside it."
+        ),
+    ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option(
+            help="Also search again the files an earlier run gave no face (no_face, "
+            "implausible_landmarks, error), with this run's options."
+        ),
+    ] = False,
     max_pixels: Annotated[
         int, typer.Option(help="Refuse larger images (decompression bombs).", min=1)
     ] = DEFAULT_MAX_PIXELS,
@@ -79,6 +100,8 @@ def prepare(
         upsample=upsample,
         min_face=min_face,
         faces=faces,
+        cascade=cascade,
+        assume_cropped=assume_cropped,
         max_pixels=max_pixels,
     )
     try:
@@ -92,6 +115,7 @@ def prepare(
                 split=split,
                 commit_every=commit_every,
                 on_progress=on_progress,
+                retry_failed=retry_failed,
             )
     except (ValueError, DatasetError) as e:
         raise UsageError(str(e)) from None
@@ -107,6 +131,7 @@ def _show_summary(summary: PrepareSummary, quiet: bool, json: bool) -> None:
                 "already_done": summary.already_done,
                 "outcomes": dict(summary.outcomes),
                 "faces_added": summary.faces_added,
+                "stages": dict(summary.stages),
                 "faces": summary.total_faces,
                 "errors": summary.errors,
                 "report": summary.report,
@@ -122,6 +147,10 @@ def _show_summary(summary: PrepareSummary, quiet: bool, json: bool) -> None:
         f"{summary.found} images found, {summary.already_done} already done; this run: "
         f"{done or 'nothing new'}; +{summary.faces_added} faces, {summary.total_faces} in all."
     )
+    harder = {stage: n for stage, n in summary.stages.items() if stage != "photo"}
+    if harder:
+        found = ", ".join(f"{n} by {stage}" for stage, n in sorted(harder.items()))
+        console.print(f"Found beyond the first look: {found}.")
     if summary.failed:
         console.print(f"{summary.failed} images gave no face: see {escape(summary.report)}")
 
@@ -130,7 +159,13 @@ def info(
     dataset: Annotated[Path, typer.Argument(help="A prepared dataset folder.")],
     json: Json = False,
 ) -> None:
-    """Counts of a prepared dataset: faces, images, identities, failures, crop size."""
+    """Counts of a prepared dataset: faces, images, identities, failures, crop size, stages.
+
+    Failure reasons: no_face (no detector stage found one), implausible_landmarks (faces were
+    found but no set of landmarks passed the geometry check), too_small (under 12 px), corrupt,
+    refused (over --max-pixels), unreadable, error (a bug; reported, the run went on).
+    Stages: photo (the first look), equalized, rotated, upsampled, cnn, whole_frame.
+    """
     try:
         summary = describe_dataset(dataset)
     except DatasetError as e:
@@ -158,6 +193,7 @@ def info(
         ("splits", ", ".join(f"{k}: {n}" for k, n in summary["splits"].items()) or "-"),
         ("crop size", f"{summary['size']}x{summary['size']}"),
         ("detector", summary["detector"]),
+        ("found by", ", ".join(f"{k}: {n}" for k, n in sorted(summary["stages"].items())) or "-"),
     ]
     print_table(rows, title=str(dataset))
 

@@ -43,6 +43,13 @@ def eval_command(
         bool, typer.Option(help="Evaluate every identity (none was seen in training).")
     ] = False,
     pairs: Annotated[Path | None, typer.Option(help="LFW-style pairs.txt to use.")] = None,
+    missing_pairs: Annotated[
+        Literal["error", "drop"],
+        typer.Option(
+            help="A --pairs pair whose photo gave no face: counted as an error (as a paper "
+            "scores the whole list) or dropped from the score. The count is reported either way."
+        ),
+    ] = "error",
     flip: Annotated[bool, typer.Option(help="Average each embedding with its mirror.")] = False,
     whiten: Annotated[
         Literal["both", "on", "off"] | None,  # harness.WhitenMode, or None for the default
@@ -102,10 +109,19 @@ def eval_command(
         data = harness.load_eval_data(dataset, train_fraction, split_seed, all_heldout)
         variants = _variants(encoder, whiten, pool or [], flip)
         say = None if quiet or json else _say_evaluating
-        results = harness.evaluate_all(data, variants, lfw_pairs=pairs, seed=seed, on_encoder=say)
+        results = harness.evaluate_all(
+            data,
+            variants,
+            lfw_pairs=pairs,
+            seed=seed,
+            on_encoder=say,
+            strict_pairs=missing_pairs == "error",
+        )
         written = report.write_report(results, data, out) / "report.html"
     table = report.results_table(results, report.SUMMARY_KEYS)
     title = f"{dataset} (held-out identities)"
+    if (note := report.pairs_note(results)) and not (quiet or json):
+        console.print(escape(note))
     _show({r.name: r.metrics for r in results}, table, title, written, json, quiet)
 
 

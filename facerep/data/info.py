@@ -16,7 +16,8 @@ def describe_dataset(root: str | Path) -> dict:
     Keys: `faces`, `images` (inputs that gave a face), `identities`, `failures` (inputs that gave
     none, `FAILED_STATUSES`), `failures_by_reason`, `duplicates` (copies of an input stored
     once), `ignored` (names that are not images'), `images_per_identity` (min/median/max),
-    `splits`, `size` (crop side), `detector`, `path`.
+    `splits`, `size` (crop side), `detector`, `stages` (faces per detection-cascade stage;
+    `unrecorded` for faces prepared before the cascade), `path`.
     """
     data = open_dataset(root)
     outcomes = data.outcomes()
@@ -44,4 +45,5 @@ def describe_dataset(root: str | Path) -> dict:
         "splits": dict(Counter(s for s in data.splits if s is not None)),
         "size": data.size,
         "detector": data.meta.get("detector"),
+        "stages": dict(Counter(s or "unrecorded" for s in data.stages)),
     }

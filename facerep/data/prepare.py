@@ -29,7 +29,7 @@ from facerep.data.store import (
 )
 from facerep.faces.align import DEFAULT_PADDING, alignment_template
 from facerep.faces.dlib_models import DetectorName
-from facerep.faces.find import find_faces, too_small_reason
+from facerep.faces.find import search_and_align, too_small_reason
 from facerep.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
@@ -40,6 +40,9 @@ from facerep.images import (
 from facerep.outputs import claim_output
 
 FacesPerImage = Literal["auto", "largest", "all"]
+# How faces are searched, not how they are cut: `retry_failed` may change these on a dataset,
+# since every face records the cascade stage that found it.
+SEARCH_OPTIONS = frozenset({"detector", "upsample", "cascade", "assume_cropped"})
 
 # A worker process is started only for every this many inputs (see `_useful_workers`).
 FILES_PER_WORKER = 100
@@ -62,6 +65,10 @@ class PrepareOptions:
     # "auto": the largest face when the folder names the identity (a second face is someone
     # else), every face in an unlabeled folder.
     faces: FacesPerImage = "auto"
+    # The detection cascade (facerep.faces.detect) when the first look finds nothing; and, for
+    # datasets of pre-cropped faces, the whole frame as the face box when no detector fires.
+    cascade: bool = True
+    assume_cropped: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def meta(self) -> dict[str, object]:
@@ -78,6 +85,7 @@ class PrepareSummary:
     found: int = 0
     already_done: int = 0
     outcomes: Counter = field(default_factory=Counter)
+    stages: Counter = field(default_factory=Counter)  # the cascade stage of each face added
     faces_added: int = 0
     total_faces: int = 0
     errors: list[str] = field(default_factory=list)
@@ -114,12 +122,16 @@ def prepare_dataset(
     split: str | None = None,
     commit_every: int = 64,
     on_progress: Progress | None = None,
+    retry_failed: bool = False,
 ) -> PrepareSummary:
     """Detect, align and store every face under `source` into the dataset folder `out`.
 
     Re-running on the same `out` skips inputs already recorded (by content hash and path
-    relative to `source`) and completes an interrupted run. Returns counts by outcome;
-    report.csv in `out` lists every failure.
+    relative to `source`) and completes an interrupted run. With `retry_failed` it also tries
+    again the inputs that gave no face (`RETRYABLE_STATUSES`: no face found, implausible
+    landmarks, an internal error), with this run's search options, replacing their outcome;
+    inputs that gave faces are never searched again, so no face is stored twice. Returns counts
+    by outcome; report.csv in `out` lists every failure.
 
     Raises:
         DatasetError: `out` was prepared with other options (see `PrepareOptions`), or another
@@ -131,7 +143,13 @@ def prepare_dataset(
     claim_output(out, [source], kind="prepare")
     summary = PrepareSummary(found=len(items))
     with (
-        DatasetWriter(out, options.size, options.meta()) as writer,
+        DatasetWriter(
+            out,
+            options.size,
+            options.meta(),
+            retry_failed=retry_failed,
+            replaceable=SEARCH_OPTIONS,
+        ) as writer,
         _Executor(options, _useful_workers(workers, len(items))) as executor,
     ):
         screen = _Screen(writer.known_inputs(), summary)
@@ -161,6 +179,7 @@ def _commit(writer: DatasetWriter, records: list[FileRecord], summary: PrepareSu
     for record in records:
         summary.outcomes[record.status] += 1
         summary.faces_added += len(record.faces)
+        summary.stages.update(face.stage for face in record.faces)
         if record.status in ERROR_STATUSES:
             summary.errors.append(f"{record.path}: {record.reason}")
 
@@ -307,7 +326,7 @@ def _fill_record(
         if too_small:  # told apart from `no_face`: no detector could have found one
             record.status, record.reason = "too_small", too_small
             return record
-        faces = _find(image, record.identity, options)
+        faces, failure = _find(image, record.identity, options)
     except ImageError as e:
         record.status, record.reason = e.kind, e.reason
         return record
@@ -315,14 +334,17 @@ def _fill_record(
         record.status, record.reason = "error", f"internal error: {type(e).__name__}: {e}"
         return record
     if not faces:
-        record.status, record.reason = "no_face", "no face found"
+        record.status, record.reason = failure
     record.faces = faces
     return record
 
 
-def _find(image: np.ndarray, identity: str | None, options: PrepareOptions) -> list[FaceRow]:
+def _find(
+    image: np.ndarray, identity: str | None, options: PrepareOptions
+) -> tuple[list[FaceRow], tuple[str, str]]:
+    """The faces to store, and (status, reason) for when there are none."""
     largest_only = options.faces == "largest" or (options.faces == "auto" and identity)
-    faces = find_faces(
+    faces, search = search_and_align(
         image,
         size=options.size,
         padding=options.padding,
@@ -330,8 +352,10 @@ def _find(image: np.ndarray, identity: str | None, options: PrepareOptions) -> l
         upsample=options.upsample,
         min_face=options.min_face,
         max_faces=1 if largest_only else None,
+        cascade=options.cascade,
+        assume_cropped=options.assume_cropped,
     )
-    return [
+    rows = [
         FaceRow(
             crop=face.crop,
             face_index=i,
@@ -339,6 +363,8 @@ def _find(image: np.ndarray, identity: str | None, options: PrepareOptions) -> l
             score=round(face.score, 4),
             landmarks=face.crop_landmarks.round(2).tolist(),
             pose=face.pose.as_list(),
+            stage=face.stage,
         )
         for i, face in enumerate(faces)
     ]
+    return rows, search.failure()

@@ -43,7 +43,7 @@ CREATE INDEX IF NOT EXISTS files_hash ON files(hash);
 CREATE TABLE IF NOT EXISTS faces (
     row INTEGER PRIMARY KEY, file_hash TEXT NOT NULL, source TEXT NOT NULL, identity TEXT,
     split TEXT, face_index INTEGER NOT NULL, box TEXT NOT NULL, score REAL NOT NULL,
-    landmarks TEXT NOT NULL, yaw REAL, pitch REAL, roll REAL
+    landmarks TEXT NOT NULL, yaw REAL, pitch REAL, roll REAL, stage TEXT
 );
 """
 
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS faces (
 FileStatus = Literal[
     "ok",
     "no_face",
+    "implausible_landmarks",
     "too_small",
     "corrupt",
     "refused",
@@ -63,13 +64,18 @@ FileStatus = Literal[
 # failures: a `duplicate` (its content is stored once, under its first path) and an `ignored`
 # file (its name is not an image's, e.g. a README); both are counted apart.
 FAILED_STATUSES: frozenset[FileStatus] = frozenset(
-    {"no_face", "too_small", "corrupt", "refused", "unreadable", "error"}
+    {"no_face", "implausible_landmarks", "too_small", "corrupt", "refused", "unreadable", "error"}
 )
 # The failures that are errors: files that could not be read or decoded, and internal bugs.
 ERROR_STATUSES: frozenset[FileStatus] = frozenset({"corrupt", "refused", "unreadable", "error"})
 # The `files` rows whose outcome a later run does not keep but tries again: inputs that could
 # not be read at all (no hash), and inputs refused for their size (the limit may be raised).
 _RETRIED = "(hash IS NULL OR status = 'refused')"
+# What `retry_failed` tries again as well: the inputs a better search may still find a face in.
+# `too_small` stays: no detector finds a face in fewer than 12 pixels.
+RETRYABLE_STATUSES: frozenset[FileStatus] = frozenset(
+    {"no_face", "implausible_landmarks", "error"}
+)
 
 
 @dataclass
@@ -82,6 +88,7 @@ class FaceRow:
     score: float
     landmarks: list[list[float]]
     pose: list[float]
+    stage: str = "photo"  # the detection cascade's stage that found it
 
 
 @dataclass
@@ -128,20 +135,39 @@ class DatasetWriter:
     """Appends files and faces to a dataset folder, one committed batch at a time.
 
     Only one writer may hold a folder; a second one fails at once with a clear message.
+
+    With `retry_failed`, inputs whose outcome is in `RETRYABLE_STATUSES` are tried again (and
+    their old outcome replaced), and the `meta` keys in `replaceable` may differ from the stored
+    ones: the new values are recorded (each face's `stage` says how it was found).
     """
 
-    def __init__(self, root: str | Path, size: int, meta: dict[str, object]):
+    def __init__(
+        self,
+        root: str | Path,
+        size: int,
+        meta: dict[str, object],
+        *,
+        retry_failed: bool = False,
+        replaceable: frozenset[str] = frozenset(),
+    ):
         self.root = Path(root)
         self.size = size
+        self._retried = _RETRIED
+        if retry_failed:
+            statuses = ", ".join(f"'{status}'" for status in sorted(RETRYABLE_STATUSES))
+            self._retried = f"({_RETRIED[1:-1]} OR status IN ({statuses}))"
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = _take_lock(self.root)
         try:
             self._db = _connect(self.root / MANIFEST_FILE)
             self._db.executescript(_SCHEMA)
+            _add_stage_column(self._db)
         except sqlite3.DatabaseError as e:
             self._lock.close()
             raise DatasetError(f"{self.root / MANIFEST_FILE}: damaged manifest ({e})") from None
-        self._check_meta({"size": size, "format": FORMAT_VERSION, **meta})
+        self._check_meta(
+            {"size": size, "format": FORMAT_VERSION, **meta}, replaceable if retry_failed else ()
+        )
         self.count = _face_count(self._db)
         # Read-write, not append: every batch is written at the offset its rows will claim.
         fd = os.open(self.root / CROPS_FILE, os.O_RDWR | os.O_CREAT, 0o666)
@@ -153,17 +179,18 @@ class DatasetWriter:
     def _frame_bytes(self) -> int:
         return self.size * self.size * 3
 
-    def _check_meta(self, wanted: dict[str, object]) -> None:
+    def _check_meta(self, wanted: dict[str, object], replaceable=()) -> None:
         """Record `wanted` in a new dataset; refuse to add to one that was made otherwise.
 
-        A key an older dataset lacks is recorded now, as nothing says how it was made.
+        A key an older dataset lacks is recorded now, as nothing says how it was made; a key in
+        `replaceable` takes the new value.
         """
         stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         for key, value in wanted.items():
             text = json.dumps(value)
-            if key not in stored:
+            if key not in stored or key in replaceable:
                 with self._db:
-                    self._db.execute("INSERT INTO meta VALUES (?, ?)", (key, text))
+                    self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, text))
             elif json.loads(stored[key]) != json.loads(text):  # 0 and 0.0 are the same setting
                 raise DatasetError(
                     f"{self.root}: prepared with {key}={stored[key]}, not {text}; "
@@ -177,7 +204,7 @@ class DatasetWriter:
         replaces their old outcome.
         """
         rows = self._db.execute(
-            f"SELECT hash, key, path, status FROM files WHERE NOT {_RETRIED} ORDER BY id"
+            f"SELECT hash, key, path, status FROM files WHERE NOT {self._retried} ORDER BY id"
         )
         return rows.fetchall()
 
@@ -193,7 +220,8 @@ class DatasetWriter:
         with self._db:
             # An input retried (see `known_inputs`) has its old outcome replaced.
             self._db.executemany(
-                f"DELETE FROM files WHERE key = ? AND {_RETRIED}", [(r.key,) for r in records]
+                f"DELETE FROM files WHERE key = ? AND {self._retried}",
+                [(r.key,) for r in records],
             )
             self._db.executemany(
                 "INSERT INTO files (path, key, hash, identity, split, status, reason, faces) "
@@ -204,7 +232,7 @@ class DatasetWriter:
                 ],
             )
             self._db.executemany(
-                "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO faces VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     _face_values(self.count + i, record, face)
                     for i, (record, face) in enumerate(faces)
@@ -252,7 +280,15 @@ def _face_values(row: int, record: FileRecord, face: FaceRow) -> tuple:
         yaw,
         pitch,
         roll,
+        face.stage,
     )
+
+
+def _add_stage_column(db: sqlite3.Connection) -> None:
+    """Give a dataset made before the detection cascade its `faces.stage` column (NULL there)."""
+    if _stage_column(db) == "NULL":
+        with db:
+            db.execute("ALTER TABLE faces ADD COLUMN stage TEXT")
 
 
 def _take_lock(root: Path):
@@ -263,6 +299,12 @@ def _take_lock(root: Path):
         lock.close()
         raise DatasetError(f"{root}: another facerep prepare is writing this folder") from None
     return lock
+
+
+def _stage_column(db: sqlite3.Connection) -> str:
+    """`stage`, or NULL for a dataset prepared before the cascade (read-only: not migrated)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(faces)")}
+    return "stage" if "stage" in columns else "NULL"
 
 
 def _face_count(db: sqlite3.Connection) -> int:
@@ -279,6 +321,8 @@ class PreparedDataset:
         landmarks: `[N, 5, 2]` landmarks in crop pixels; `poses`: `[N, 3]` yaw, pitch, roll.
         boxes: `[N, 4]` detector boxes in source pixels; `scores`: `[N]` detector scores.
         splits: `[N]` source split folder (e.g. "train"), None where there was none.
+        stages: `[N]` the detection cascade's stage that found each face (None in datasets
+            prepared before the cascade).
         files: a `StoredFile` per input ever recorded, whatever its outcome, in order.
     """
 
@@ -292,7 +336,7 @@ class PreparedDataset:
             self.meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
             rows = db.execute(
                 "SELECT source, identity, split, face_index, box, score, landmarks, yaw, pitch,"
-                " roll FROM faces ORDER BY row"
+                f" roll, {_stage_column(db)} FROM faces ORDER BY row"
             ).fetchall()
             self.files = [
                 StoredFile(*row)
@@ -310,7 +354,7 @@ class PreparedDataset:
         self.crops = _open_crops(self.root / CROPS_FILE, len(rows), self.size)
 
     def _set_columns(self, rows: list[tuple]) -> None:
-        columns = list(zip(*rows, strict=True)) if rows else [()] * 10
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 11
         self.sources = np.array(columns[0], dtype=object)
         self.identities = np.array(columns[1], dtype=object)
         self.splits = np.array(columns[2], dtype=object)
@@ -321,6 +365,7 @@ class PreparedDataset:
             -1, 5, 2
         )
         self.poses = np.array(columns[7:10], dtype=np.float32).T.reshape(-1, 3)
+        self.stages = np.array(columns[10], dtype=object)
 
     def __len__(self) -> int:
         return len(self.sources)

@@ -140,7 +140,8 @@ def _has_tokens(encoder: Encoder) -> bool:
 def evaluation_pairs(data: EvalData, lfw_pairs: str | Path | None, seed: int) -> Pairs:
     """LFW's official pairs when given, else seeded genuine and equal impostor pairs."""
     if lfw_pairs is not None:
-        return read_lfw_pairs(lfw_pairs, list(data.sources))
+        training = [str(name) for name in data.split.get("train_identities", [])]
+        return read_lfw_pairs(lfw_pairs, list(data.sources), excluded_people=training)
     try:
         return make_pairs(data.identities, seed=seed)
     except ValueError as e:
@@ -153,10 +154,19 @@ def evaluation_pairs(data: EvalData, lfw_pairs: str | Path | None, seed: int) ->
 
 
 def evaluate_embeddings(
-    name: str, embeddings: np.ndarray, data: EvalData, pairs: Pairs, seed: int = 0
+    name: str,
+    embeddings: np.ndarray,
+    data: EvalData,
+    pairs: Pairs,
+    seed: int = 0,
+    strict_pairs: bool = True,
 ) -> EncoderResult:
-    """Every protocol on one encoder variant's `[N, D]` embeddings of the held-out faces."""
-    verification = evaluate_verification(embeddings, pairs, seed=seed)
+    """Every protocol on one encoder variant's `[N, D]` embeddings of the held-out faces.
+
+    `strict_pairs`: pairs of an official list whose photo gave no face count as errors (see
+    `evaluate_verification`); False drops them from the score.
+    """
+    verification = evaluate_verification(embeddings, pairs, seed=seed, strict=strict_pairs)
     metrics: dict[str, float | int | None] = {
         "dim": int(embeddings.shape[1]),
         "verification_accuracy": verification.accuracy,
@@ -165,6 +175,9 @@ def evaluate_embeddings(
         "eer": verification.eer,
         "threshold": verification.threshold,
         "pairs": verification.n_pairs,
+        # Pairs of the list that could not be scored, and the accuracy without them.
+        "pairs_missing": verification.missing,
+        "verification_accuracy_scored": verification.accuracy_scored,
         **{
             f"tar_at_far_{far:.0e}".replace("e-0", "e-"): tar
             for far, tar in verification.tar_at_far.items()
@@ -223,8 +236,10 @@ def evaluate_all(
     lfw_pairs: str | Path | None = None,
     seed: int = 0,
     on_encoder: Callable[[str], None] | None = None,
+    strict_pairs: bool = True,
 ) -> list[EncoderResult]:
-    """Every encoder variant on the same pairs and trials.
+    """Every encoder variant on the same pairs and trials (`strict_pairs`: see
+    `evaluate_embeddings`).
 
     Each estimator encoder (eigenfaces) is fitted once, on the training identities; each
     forward pass runs once, however many variants (raw, whitened) share it. A variant's
@@ -246,7 +261,7 @@ def evaluate_all(
                 raise ValueError("whitening needs training identities: drop --all-heldout")
             whitening = fit_whitening(train(encoder, options), options.whiten_components)
             embeddings = whitening.apply(embeddings)
-        result = evaluate_embeddings(name, embeddings, data, pairs, seed)
+        result = evaluate_embeddings(name, embeddings, data, pairs, seed, strict_pairs)
         result.metrics["seconds"] = round(time.perf_counter() - start, 2)
         results.append(result)
     return results

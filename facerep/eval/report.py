@@ -142,8 +142,27 @@ def _intro(data: EvalData) -> str:
     )
 
 
+def pairs_note(results: list[EncoderResult]) -> str | None:
+    """One sentence on the pairs of an official list that could not be scored, if any."""
+    verification = results[0].verification if results else None
+    if verification is None or not verification.missing:
+        return None
+    how = (
+        "counted as errors, as a score on the whole list would"
+        if verification.strict
+        else "dropped from the score"
+    )
+    return (
+        f"Pairs: {verification.n_pairs} scored; {verification.missing} of the list could not "
+        f"be, as a photo gave no face: {how} (accuracy on the scored pairs alone: "
+        f"{verification.accuracy_scored:.2%} for {results[0].name})."
+    )
+
+
 def _write_markdown(results, data, figures: dict[str, Path], path: Path) -> None:
-    lines = ["# facerep evaluation", "", _intro(data), "", *markdown_table(*results_table(results))]
+    note = pairs_note(results)
+    lines = ["# facerep evaluation", "", _intro(data), "", *([note, ""] if note else [])]
+    lines += markdown_table(*results_table(results))
     lines += [
         "",
         "Verification: 10-fold accuracy (threshold chosen on 9 folds). Clustering: "
@@ -167,13 +186,15 @@ def _write_html(results, data, figures: dict[str, Path], path: Path) -> None:
         f"<h2>{html.escape(title)}</h2><img src='{figure.name}' alt=''>"
         for title, figure in figures.items()
     )
+    note = pairs_note(results)
     page = (
         "<!doctype html><meta charset='utf-8'><title>facerep evaluation</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
         "td:first-child{text-align:left}img{max-width:100%}</style>"
         f"<h1>facerep evaluation</h1><p>{html.escape(_intro(data))}</p>"
-        f"<table><tr>{cells}</tr>{body}</table>{images}"
+        + (f"<p>{html.escape(note)}</p>" if note else "")
+        + f"<table><tr>{cells}</tr>{body}</table>{images}"
     )
     with atomic_write(path, "w") as f:
         f.write(page)

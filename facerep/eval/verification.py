@@ -29,8 +29,14 @@ class Pairs:
     same: np.ndarray
     # An official fold per pair (LFW's pairs.txt); None lets evaluation draw stratified folds.
     folds: np.ndarray | None = None
-    # Pairs of an official list dropped because an image is not in the dataset.
+    # Pairs of an official list dropped because an image is not in the dataset (its photo gave
+    # no face, or is absent), with their folds and truth: strict scoring counts them as errors.
     missing: int = 0
+    missing_folds: np.ndarray | None = None
+    missing_same: np.ndarray | None = None
+    # Pairs of an official list left out because a person in them is a training identity of
+    # the evaluation's split: not this evaluation's pairs, never counted as errors.
+    out_of_split: int = 0
 
     def __len__(self) -> int:
         return len(self.same)
@@ -52,6 +58,12 @@ class VerificationResult:
     n_pairs: int
     fold_accuracies: np.ndarray = field(repr=False)
     fold_thresholds: np.ndarray = field(repr=False)
+    # Pairs of the list that could not be scored (`Pairs.missing`); with `strict` they counted
+    # as errors in `accuracy` and as rejections in `tar_at_far`.
+    missing: int = 0
+    strict: bool = False
+    # Accuracy on the scored pairs alone, as when the missing ones are dropped.
+    accuracy_scored: float = 0.0
 
 
 def make_pairs(
@@ -124,7 +136,9 @@ def _impostor_pairs(
     return rows[pairs[:, 0]], rows[pairs[:, 1]]
 
 
-def read_lfw_pairs(path: str | Path, names: Sequence[str]) -> Pairs:
+def read_lfw_pairs(
+    path: str | Path, names: Sequence[str], excluded_people: Sequence[str] = ()
+) -> Pairs:
     """LFW's pairs.txt as row indices, keeping its folds; pairs with an absent image are dropped.
 
     Args:
@@ -134,8 +148,11 @@ def read_lfw_pairs(path: str | Path, names: Sequence[str]) -> Pairs:
         names: the source file of each dataset row ("Aaron_Peirsol_0001.jpg" or a path to it);
             a pair's images are found by file stem. Where one photo gave several faces, the
             first row stands for it.
+        excluded_people: people (LFW names) whose pairs are not part of this evaluation (the
+            split's training identities): counted in `out_of_split`, not in `missing`.
     """
     path = Path(path)
+    excluded = set(excluded_people)
     lines = [(n, line.split()) for n, line in enumerate(path.read_text().splitlines(), 1)]
     lines = [(n, tokens) for n, tokens in lines if tokens]
     if not lines:
@@ -149,6 +166,7 @@ def read_lfw_pairs(path: str | Path, names: Sequence[str]) -> Pairs:
         )
     row_of = _rows_by_stem(names)
     left, right, same, folds = [], [], [], []
+    missing_same, missing_folds, out_of_split = [], [], 0
     for k, (n, tokens) in enumerate(body):
         first, second, is_same = _read_pair_line(path, n, tokens)
         if first in row_of and second in row_of:
@@ -156,14 +174,27 @@ def read_lfw_pairs(path: str | Path, names: Sequence[str]) -> Pairs:
             right.append(row_of[second])
             same.append(is_same)
             folds.append(k // (2 * per_class))
+        elif {_person(first), _person(second)} & excluded:
+            out_of_split += 1
+        else:
+            missing_same.append(is_same)
+            missing_folds.append(k // (2 * per_class))
     return Pairs(
         left=np.array(left, dtype=np.int64),
         right=np.array(right, dtype=np.int64),
         same=np.array(same, dtype=bool),
         # A single set (pairsDevTest) has no folds to rotate over: draw stratified ones.
         folds=np.array(folds, dtype=np.int64) if n_folds > 1 else None,
-        missing=len(body) - len(left),
+        missing=len(missing_same),
+        missing_folds=np.array(missing_folds, dtype=np.int64) if n_folds > 1 else None,
+        missing_same=np.array(missing_same, dtype=bool),
+        out_of_split=out_of_split,
     )
+
+
+def _person(stem: str) -> str:
+    """The person of an LFW image stem: "George_W_Bush_0001" -> "George_W_Bush"."""
+    return stem.rsplit("_", 1)[0]
 
 
 def _read_header(path: Path, tokens: list[str]) -> tuple[int, int]:
@@ -224,12 +255,17 @@ def evaluate_verification(
     n_folds: int = 10,
     seed: int = 0,
     fars: Sequence[float] = DEFAULT_FARS,
+    strict: bool = False,
 ) -> VerificationResult:
     """LFW's 10-fold protocol on `pairs`, plus ROC AUC, EER and TAR at each FAR in `fars`.
 
     Folds are `pairs.folds` when given (then `n_folds` is unused), else stratified by
     same / different and shuffled with `seed`. Accuracy and threshold are means over folds;
     accuracy_std is the standard deviation (not the standard error) over folds.
+
+    With `strict`, the pairs of the list that could not be scored (`pairs.missing`: a photo
+    gave no face) count as errors in their fold, as a paper's number on the whole list would,
+    and a missing genuine pair as a rejection in TAR; ROC AUC and EER stay on the scored pairs.
     """
     if pairs.same.all() or not pairs.same.any():
         raise ValueError(
@@ -246,19 +282,49 @@ def evaluate_verification(
         fold_accuracies.append(np.mean((scores[test] >= threshold) == pairs.same[test]))
     fpr, tpr, _ = roc_curve(pairs.same, scores, drop_intermediate=False)
     n_impostors = int((~pairs.same).sum())
+    scored = float(np.mean(fold_accuracies))
+    accuracy = scored
+    tar_scale = 1.0
+    if strict and pairs.missing:
+        fold_accuracies = _with_missing_as_errors(pairs, folds, fold_accuracies)
+        accuracy = float(np.mean(fold_accuracies))
+        n_genuine = int(pairs.same.sum())
+        missing_genuine = int(pairs.missing_same.sum()) if pairs.missing_same is not None else 0
+        tar_scale = n_genuine / (n_genuine + missing_genuine)
+    tars = {far: tar_at_far(fpr, tpr, far, n_impostors) for far in fars}
     return VerificationResult(
-        accuracy=float(np.mean(fold_accuracies)),
+        accuracy=accuracy,
         accuracy_std=float(np.std(fold_accuracies)),
         threshold=float(np.mean(fold_thresholds)),
         roc_auc=float(roc_auc_score(pairs.same, scores)),
         eer=equal_error_rate(fpr, tpr),
-        tar_at_far={far: tar_at_far(fpr, tpr, far, n_impostors) for far in fars},
+        tar_at_far={far: None if t is None else t * tar_scale for far, t in tars.items()},
         fpr=fpr,
         tpr=tpr,
         n_pairs=len(pairs),
         fold_accuracies=np.array(fold_accuracies),
         fold_thresholds=np.array(fold_thresholds),
+        missing=pairs.missing,
+        strict=strict,
+        accuracy_scored=scored,
     )
+
+
+def _with_missing_as_errors(
+    pairs: Pairs, folds: np.ndarray, fold_accuracies: list[float]
+) -> list[float]:
+    """Each fold's accuracy with its missing pairs counted as wrong.
+
+    Without official folds for the missing pairs (a one-set list), they are spread over the
+    drawn folds in proportion to their sizes, which is the same overall share.
+    """
+    fold_ids = np.unique(folds)
+    sizes = np.array([(folds == fold).sum() for fold in fold_ids], dtype=np.float64)
+    if pairs.missing_folds is not None:
+        missing = np.array([(pairs.missing_folds == fold).sum() for fold in fold_ids], float)
+    else:
+        missing = pairs.missing * sizes / sizes.sum()
+    return [a * n / (n + m) for a, n, m in zip(fold_accuracies, sizes, missing, strict=True)]
 
 
 def _stratified_folds(same: np.ndarray, n_folds: int, seed: int) -> np.ndarray:

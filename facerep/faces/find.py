@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from facerep.faces.align import DEFAULT_PADDING, align_face
-from facerep.faces.detect import detect_faces
+from facerep.faces.detect import Detection, FaceSearch, search_faces
 from facerep.faces.dlib_models import DetectorName
 from facerep.faces.pose import estimate_pose
 from facerep.types import Face
@@ -53,26 +53,66 @@ def find_faces(
     upsample: int = 0,
     min_face: float = 0.0,
     max_faces: int | None = None,
+    cascade: bool = True,
+    assume_cropped: bool = False,
 ) -> list[Face]:
     """Detect, landmark and align every face in an `[H, W, 3]` uint8 image, largest first.
 
     Each face carries its `[size, size, 3]` aligned crop and its landmarks in crop pixels. An
-    image too small to hold one (`too_small_reason`) is not searched.
+    image too small to hold one (`too_small_reason`) is not searched. `cascade` and
+    `assume_cropped` are `facerep.faces.detect.search_faces`'s.
     """
-    if too_small_reason(image):
-        return []
-    detections = detect_faces(image, detector=detector, upsample=upsample, min_face=min_face)
-    faces = []
-    for detection in detections[:max_faces]:
-        crop, crop_landmarks = align_face(image, detection.landmarks, size, padding)
-        faces.append(
-            Face(
-                box=detection.box,
-                score=detection.score,
-                landmarks=detection.landmarks,
-                crop_landmarks=crop_landmarks,
-                pose=estimate_pose(detection.landmarks),
-                crop=crop,
-            )
-        )
+    faces, _ = search_and_align(
+        image,
+        size=size,
+        padding=padding,
+        detector=detector,
+        upsample=upsample,
+        min_face=min_face,
+        max_faces=max_faces,
+        cascade=cascade,
+        assume_cropped=assume_cropped,
+    )
     return faces
+
+
+def search_and_align(
+    image: np.ndarray,
+    *,
+    size: int = 112,
+    padding: float = DEFAULT_PADDING,
+    detector: DetectorName = "hog",
+    upsample: int = 0,
+    min_face: float = 0.0,
+    max_faces: int | None = None,
+    cascade: bool = True,
+    assume_cropped: bool = False,
+) -> tuple[list[Face], FaceSearch]:
+    """`find_faces`, with the search behind it (which says why when no face was kept)."""
+    if too_small_reason(image):
+        return [], FaceSearch()
+    search = search_faces(
+        image,
+        detector,
+        upsample,
+        min_face,
+        cascade=cascade,
+        assume_cropped=assume_cropped,
+        size=size,
+        padding=padding,
+    )
+    faces = [_aligned(image, d, size, padding) for d in search.detections[:max_faces]]
+    return faces, search
+
+
+def _aligned(image: np.ndarray, detection: Detection, size: int, padding: float) -> Face:
+    crop, crop_landmarks = align_face(image, detection.landmarks, size, padding)
+    return Face(
+        box=detection.box,
+        score=detection.score,
+        landmarks=detection.landmarks,
+        crop_landmarks=crop_landmarks,
+        pose=estimate_pose(detection.landmarks),
+        crop=crop,
+        stage=detection.stage,
+    )

@@ -263,3 +263,28 @@ def test_official_folds_drive_the_protocol(tmp_path: Path) -> None:
     result = evaluate_verification(on_circle(angles), read_lfw_pairs(path, names), n_folds=7)
     assert len(result.fold_accuracies) == 2
     assert result.accuracy == 1.0
+
+
+def test_strict_scoring_counts_pairs_whose_photo_gave_no_face_as_errors(tmp_path: Path) -> None:
+    # The separable two-fold list of the test above, but P0x0's second photo gave no face: its
+    # genuine pair and one impostor pair of fold 0 cannot be scored.
+    lines = ["2 10"]
+    for fold in range(2):
+        lines += [f"P{fold}x{k} 1 2" for k in range(10)]
+        lines += [f"P{fold}x{k} 1 P{fold}x{(k + 1) % 10} 2" for k in range(10)]
+    path = tmp_path / "pairs.txt"
+    path.write_text("\n".join(lines) + "\n")
+    people = [f"P{fold}x{k}" for fold in range(2) for k in range(10)]
+    kept = [(p, n) for p in people for n in (1, 2) if (p, n) != ("P0x0", 2)]
+    angles = [18 * people.index(p) + 2 * (n - 1) for p, n in kept]
+    pairs = read_lfw_pairs(path, [f"{p}_{n:04d}.jpg" for p, n in kept])
+    assert pairs.missing == 2 and pairs.missing_folds.tolist() == [0, 0]
+    assert pairs.missing_same.tolist() == [True, False]
+    lenient = evaluate_verification(on_circle(angles), pairs)
+    strict = evaluate_verification(on_circle(angles), pairs, strict=True)
+    assert lenient.accuracy == 1.0 and lenient.missing == 2 and not lenient.strict
+    assert strict.fold_accuracies.tolist() == [18 / 20, 1.0]
+    assert strict.accuracy == pytest.approx(0.95) and strict.accuracy_scored == 1.0
+    # A person of the split's training half is not this evaluation's: left out, not an error.
+    split_off = read_lfw_pairs(path, [f"{p}_{n:04d}.jpg" for p, n in kept], ["P0x0"])
+    assert split_off.missing == 0 and split_off.out_of_split == 2

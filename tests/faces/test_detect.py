@@ -8,7 +8,7 @@ from PIL import Image
 
 from facerep.faces import find
 from facerep.faces.align import align_face, alignment_template
-from facerep.faces.detect import Detection, _detect_once, detect_faces
+from facerep.faces.detect import Detection, FaceSearch, _detect_once, detect_faces, search_faces
 from facerep.faces.find import MIN_IMAGE_SIDE, find_faces, too_small_reason
 from facerep.images import load_image
 from facerep.types import Face, Pose
@@ -75,9 +75,12 @@ def test_tight_large_portrait_is_found_with_a_margin(astronaut, astronaut_landma
     # border, so the first pass misses it and the padded retry must find it.
     top, bottom, left, right = 93, 170, 189, 256
     tight = resize(astronaut[top:bottom, left:right], 500, 500)
-    assert _detect_once(tight, np.ones(2), 0, "hog", 0) == []  # the case the retry is for
-    detections = detect_faces(tight)
-    assert len(detections) == 1
+    assert _detect_once(tight, np.eye(3), "hog", 0, "photo") == []  # the case the retry is for
+    # At the default padding 69% of the crop would be mirrored border: refused as implausible.
+    refused = search_faces(tight)
+    assert refused.detections == [] and "of the crop outside the photo" in refused.refused[0]
+    detections = detect_faces(tight, padding=0.1)
+    assert len(detections) == 1 and detections[0].stage == "photo"
     scale = np.array([500 / (right - left), 500 / (bottom - top)])
     expected = (astronaut_landmarks - [left, top] + 0.5) * scale - 0.5
     assert np.abs(detections[0].landmarks - expected).max() < 10  # ~1.3 source pixels
@@ -158,7 +161,7 @@ def test_find_faces_crop_has_the_requested_size(astronaut, size, padding):
 
 @pytest.mark.parametrize("shape", [(8, 8), (MIN_IMAGE_SIDE - 1, 200), (300, MIN_IMAGE_SIDE - 1)])
 def test_too_small_image_has_no_face_and_is_not_searched(shape, monkeypatch):
-    monkeypatch.setattr(find, "detect_faces", lambda *_, **__: pytest.fail("detector ran"))
+    monkeypatch.setattr(find, "search_faces", lambda *_, **__: pytest.fail("detector ran"))
     image = np.zeros((*shape, 3), np.uint8)
     assert find_faces(image) == []
     reason = f"image too small to hold a face ({shape[1]}x{shape[0]} px)"
@@ -167,7 +170,9 @@ def test_too_small_image_has_no_face_and_is_not_searched(shape, monkeypatch):
 
 def test_smallest_allowed_image_is_searched(monkeypatch):
     searched = []
-    monkeypatch.setattr(find, "detect_faces", lambda image, **_: searched.append(image) or [])
+    monkeypatch.setattr(
+        find, "search_faces", lambda image, *_, **__: searched.append(image) or FaceSearch()
+    )
     image = np.zeros((MIN_IMAGE_SIDE, MIN_IMAGE_SIDE, 3), np.uint8)
     assert too_small_reason(image) is None
     assert find_faces(image) == [] and len(searched) == 1
@@ -215,8 +220,10 @@ def test_threads_detect_exactly_what_one_thread_does(orl_dir) -> None:
     photos = [load_image(orl_dir / f"s{p}" / f"{n}.pgm") for p in range(1, 11) for n in (1, 5)]
 
     def boxes(image: np.ndarray) -> list[list[float]]:
-        return [face.box.as_list() + face.crop_landmarks.round(2).ravel().tolist()
-                for face in find_faces(image, size=64)]
+        return [
+            face.box.as_list() + face.crop_landmarks.round(2).ravel().tolist()
+            for face in find_faces(image, size=64)
+        ]
 
     alone = [boxes(photo) for photo in photos]
     with ThreadPoolExecutor(4) as pool:

@@ -13,7 +13,12 @@ from facerep.service import ServiceSettings
 from facerep.service.galleries import GalleryRegistry
 from tests.service.conftest import TOKEN, open_client
 
-DLIB_MODELS = ("get_frontal_face_detector", "shape_predictor", "face_recognition_model_v1")
+DLIB_MODELS = (
+    "get_frontal_face_detector",
+    "cnn_face_detection_model_v1",
+    "shape_predictor",
+    "face_recognition_model_v1",
+)
 
 
 def test_warm_up_builds_each_model_once_in_each_thread_that_serves(
@@ -37,6 +42,8 @@ def test_warm_up_builds_each_model_once_in_each_thread_that_serves(
         detectors = [f"facerep-detect_{i}" for i in range(3)]
         assert warm == {
             **{(thread, "get_frontal_face_detector"): 1 for thread in detectors},
+            # The blank warm-up photo runs the whole cascade, its CNN stage included.
+            **{(thread, "cnn_face_detection_model_v1"): 1 for thread in detectors},
             **{(thread, "shape_predictor"): 1 for thread in detectors},
             ("facerep-embed_0", "face_recognition_model_v1"): 1,
         }
