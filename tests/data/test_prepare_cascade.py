@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import sqlite3
 from pathlib import Path
@@ -16,14 +15,10 @@ from facerep.data.info import describe_dataset
 from facerep.data.prepare import PrepareOptions, prepare_dataset
 from facerep.data.store import FAILED_STATUSES, MANIFEST_FILE, DatasetError, open_dataset
 from tests.conftest import turned, write_face_folder
+from tests.data.test_prepare import read_report
 
 FIRST_LOOK = PrepareOptions(size=32, cascade=False)
 CASCADE = PrepareOptions(size=32)
-
-
-def read_report(out: Path) -> dict[str, tuple[str, str]]:
-    with open(out / "report.csv") as f:
-        return {Path(r["path"]).name: (r["status"], r["reason"]) for r in csv.DictReader(f)}
 
 
 @pytest.fixture

@@ -247,17 +247,22 @@ def test_read_lfw_pairs_names_the_bad_line(tmp_path: Path, text: str, message: s
         read_lfw_pairs(path, NAMES)
 
 
-def test_official_folds_drive_the_protocol(tmp_path: Path) -> None:
-    # Two official folds of 10 genuine and 10 impostor pairs; n_folds is then unused. Person k
-    # sits at 18k degrees with photos 2 degrees apart: genuine cos 2 = .9994, impostors (20
-    # degrees or more apart) at most cos 20 = .94, so every fold is separable.
+def two_fold_pairs(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A pairs.txt of two folds, 10 genuine and 10 impostor pairs each, and its 20 people."""
     lines = ["2 10"]
     for fold in range(2):
         lines += [f"P{fold}x{k} 1 2" for k in range(10)]
         lines += [f"P{fold}x{k} 1 P{fold}x{(k + 1) % 10} 2" for k in range(10)]
     path = tmp_path / "pairs.txt"
     path.write_text("\n".join(lines) + "\n")
-    people = [f"P{fold}x{k}" for fold in range(2) for k in range(10)]
+    return path, [f"P{fold}x{k}" for fold in range(2) for k in range(10)]
+
+
+def test_official_folds_drive_the_protocol(tmp_path: Path) -> None:
+    # Two official folds of 10 genuine and 10 impostor pairs; n_folds is then unused. Person k
+    # sits at 18k degrees with photos 2 degrees apart: genuine cos 2 = .9994, impostors (20
+    # degrees or more apart) at most cos 20 = .94, so every fold is separable.
+    path, people = two_fold_pairs(tmp_path)
     names = [f"{person}_{n:04d}.jpg" for person in people for n in (1, 2)]
     angles = [a for k in range(20) for a in (18 * k, 18 * k + 2)]
     result = evaluate_verification(on_circle(angles), read_lfw_pairs(path, names), n_folds=7)
@@ -268,13 +273,7 @@ def test_official_folds_drive_the_protocol(tmp_path: Path) -> None:
 def test_strict_scoring_counts_pairs_whose_photo_gave_no_face_as_errors(tmp_path: Path) -> None:
     # The separable two-fold list of the test above, but P0x0's second photo gave no face: its
     # genuine pair and one impostor pair of fold 0 cannot be scored.
-    lines = ["2 10"]
-    for fold in range(2):
-        lines += [f"P{fold}x{k} 1 2" for k in range(10)]
-        lines += [f"P{fold}x{k} 1 P{fold}x{(k + 1) % 10} 2" for k in range(10)]
-    path = tmp_path / "pairs.txt"
-    path.write_text("\n".join(lines) + "\n")
-    people = [f"P{fold}x{k}" for fold in range(2) for k in range(10)]
+    path, people = two_fold_pairs(tmp_path)
     kept = [(p, n) for p in people for n in (1, 2) if (p, n) != ("P0x0", 2)]
     angles = [18 * people.index(p) + 2 * (n - 1) for p, n in kept]
     pairs = read_lfw_pairs(path, [f"{p}_{n:04d}.jpg" for p, n in kept])
