@@ -243,7 +243,14 @@ def _look_upsampled(photo: _Photo) -> list[Detection]:
     return _look(photo.working, photo.to_source, photo.detector, upsample, "upsampled", photo)
 
 
+# A frame whose luminance varies less than this (standard deviation, levels) holds no face to
+# align: the 5-point model would put its mean shape on it, which passes every check.
+FLAT_FRAME = 4.0
+
+
 def _look_at_whole_frame(photo: _Photo) -> list[Detection]:
+    if photo.working.mean(axis=2).std() < FLAT_FRAME:
+        return []
     height, width = photo.working.shape[:2]
     rect = _rectangle(0, 0, width - 1, height - 1)
     return [_landmarked(photo.working, rect, 0.0, photo.to_source, "whole_frame")]

@@ -148,3 +148,27 @@ def test_help_fits_80_columns_whole() -> None:
     serve = subprocess.run([sys.executable, "-m", "facerep", "serve", "--help"],
                            capture_output=True, text=True, env=env, timeout=60).stdout
     assert "--detect-workers" in serve and "--insecure-local" in serve
+
+
+def test_prepare_retry_failed_and_assume_cropped_from_the_command_line(tmp_path: Path) -> None:
+    # A flat grey frame: no detector fires, and --assume-cropped does not take a frame with
+    # nothing in it as a face.
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.full((112, 92, 3), 120, np.uint8)).save(src / "grey.png")
+    out = str(tmp_path / "out")
+    first = facerep("prepare", str(src), out, "--size", "32", "--no-cascade", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["outcomes"] == {"no_face": 1}
+    refused = facerep("prepare", str(src), out, "--size", "32", "--json")
+    assert refused.returncode == 2 and "cascade" in refused.stderr  # other search options
+    retried = facerep(
+        "prepare", str(src), out, "--size", "32", "--retry-failed", "--assume-cropped", "--json"
+    )
+    assert retried.returncode == 0, retried.stderr
+    summary = json.loads(retried.stdout)
+    assert summary["already_done"] == 0 and summary["outcomes"] == {"no_face": 1}  # retried
+    info = json.loads(facerep("info", out, "--json").stdout)
+    assert info["failures"] == 1 and info["faces"] == 0
