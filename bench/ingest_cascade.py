@@ -44,9 +44,10 @@ from pathlib import Path
 import numpy as np
 from machine import code_version, describe_code, describe_machine, write_results
 from PIL import Image
+from prepare_throughput import evenly_spaced
 
 from facerep.data.sources import walk_source
-from facerep.faces.align import estimate_alignment
+from facerep.faces.align import apply_transform, estimate_alignment, translation
 from facerep.faces.find import search_and_align
 from facerep.images import load_image
 
@@ -187,14 +188,6 @@ def small_in_background(boxes: list[float | None]) -> Transform:
     return apply
 
 
-def translation(dx: float, dy: float) -> np.ndarray:
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
-
-
-def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:2, :2].T + matrix[:2, 2]
-
-
 # --- the sets ------------------------------------------------------------------------------------
 
 
@@ -259,7 +252,7 @@ def run_set(
         outcome.aligned += 1
         outcome.stages[faces[0].stage] += 1
         if reference is not None and reference[photo.original] is not None:
-            expected = apply(photo.from_original, reference[photo.original])
+            expected = apply_transform(photo.from_original, reference[photo.original])
             to_crop = estimate_alignment(expected, CROP)
             scale = float(np.hypot(to_crop[0, 0], to_crop[1, 0]))
             error = np.linalg.norm(faces[0].landmarks - expected, axis=1).mean() * scale
@@ -292,12 +285,6 @@ def parse_args() -> argparse.Namespace:
     if missing:
         sys.exit(f"data folder missing under {args.data}: {', '.join(missing)}")
     return args
-
-
-def evenly(images: list, count: int) -> list:
-    return (
-        images if count >= len(images) else [images[i * len(images) // count] for i in range(count)]
-    )
 
 
 def main() -> None:
@@ -350,7 +337,7 @@ def time_ordinary(bases: dict[str, list[np.ndarray]], args: argparse.Namespace) 
     """Per-image time of `today` and `cascade` on the ordinary sets, interleaved, best of K."""
     timing = {}
     for name, images in bases.items():
-        sample = evenly(images, args.timing_images)
+        sample = evenly_spaced(images, args.timing_images)
         best = {"today": math.inf, "cascade": math.inf}
         for _ in range(args.repeats):
             for config_name in best:

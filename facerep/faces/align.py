@@ -77,10 +77,10 @@ def align_face(
     left, right = _window(crop_to_source, size, 0, width)
     cut = image[top * factor : bottom * factor, left * factor : right * factor]
     source = _shrink(cut, factor)
-    crop_to_source = _translation(-left, -top) @ crop_to_source
+    crop_to_source = translation(-left, -top) @ crop_to_source
     source, crop_to_source = _mirror_pad_to_cover(source, crop_to_source, size)
     # Pillow samples at pixel corners: shift the centre-based map by half a pixel both ways.
-    half = _translation(0.5, 0.5)
+    half = translation(0.5, 0.5)
     coefficients = (half @ crop_to_source @ np.linalg.inv(half))[:2].reshape(-1)
     crop = Image.fromarray(source).transform(
         (size, size), Image.Transform.AFFINE, tuple(coefficients), Image.Resampling.BILINEAR
@@ -133,7 +133,7 @@ def _mirror_pad_to_cover(
     # numpy's "reflect" does not repeat the edge pixel: OpenCV's BORDER_REFLECT_101, as the
     # unlabeled corpus was padded.
     padded = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="reflect")
-    return padded, _translation(left, top) @ crop_to_source
+    return padded, translation(left, top) @ crop_to_source
 
 
 def _shrink_factor(scale: float) -> int:
@@ -159,5 +159,6 @@ def _to_shrunk(factor: int) -> np.ndarray:
     return np.array([[1.0 / factor, 0, offset], [0, 1.0 / factor, offset], [0, 0, 1]])
 
 
-def _translation(dx: float, dy: float) -> np.ndarray:
+def translation(dx: float, dy: float) -> np.ndarray:
+    """The 3x3 matrix that moves points by (dx, dy)."""
     return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])

@@ -38,11 +38,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from facerep.faces.align import DEFAULT_PADDING
+from facerep.faces.align import DEFAULT_PADDING, apply_transform, translation
 from facerep.faces.dlib_models import DetectorName, face_detector, shape_predictor_5
 from facerep.faces.plausibility import implausible_reason
 from facerep.types import Box
@@ -75,8 +76,6 @@ CLAHE_CLIP = 0.02
 # before its landmarks are fitted. Faces in ordinary photos span 95 or more (ORL, cs131_faces,
 # the unlabeled corpus, the LFW sample), so their landmarks are unchanged.
 LOW_CONTRAST = 64
-
-STAGES = ("photo", "equalized", "rotated", "upsampled", "cnn", "whole_frame")
 
 
 @dataclass(frozen=True)
@@ -111,23 +110,13 @@ def detect_faces(
     detector: DetectorName = "hog",
     upsample: int = 0,
     min_face: float = 0.0,
-    *,
-    cascade: bool = True,
-    assume_cropped: bool = False,
-    size: int = 112,
-    padding: float = DEFAULT_PADDING,
+    **search: Any,
 ) -> list[Detection]:
-    """Find faces in an `[H, W, 3]` uint8 RGB image, largest first (see `search_faces`)."""
-    return search_faces(
-        image,
-        detector,
-        upsample,
-        min_face,
-        cascade=cascade,
-        assume_cropped=assume_cropped,
-        size=size,
-        padding=padding,
-    ).detections
+    """Find faces in an `[H, W, 3]` uint8 RGB image, largest first.
+
+    The plausible detections of `search_faces`, which takes the same arguments.
+    """
+    return search_faces(image, detector, upsample, min_face, **search).detections
 
 
 def search_faces(
@@ -264,6 +253,8 @@ STAGE_LOOKS: dict[str, Callable[[_Photo], list[Detection]]] = {
     "cnn": _look_with_cnn,
     "whole_frame": _look_at_whole_frame,
 }
+# In the order they run; whole_frame only with `assume_cropped`.
+STAGES = tuple(STAGE_LOOKS)
 
 
 def _look(
@@ -281,7 +272,7 @@ def _look(
     margin = round(RETRY_PADDING * max(image.shape[:2]))
     padded = np.pad(image, ((margin, margin), (margin, margin), (0, 0)), mode="edge")
     return _detect_once(
-        padded, to_source @ _translation(-margin, -margin), detector, upsample, stage, photo
+        padded, to_source @ translation(-margin, -margin), detector, upsample, stage, photo
     )
 
 
@@ -323,10 +314,10 @@ def _landmarked(
         float,
     )
     # A rotated search maps the box to a tilted square: its upright hull is the box.
-    mapped = _apply(to_source, corners)
+    mapped = apply_transform(to_source, corners)
     (left, top), (right, bottom) = mapped.min(0), mapped.max(0)
     box = Box(float(left), float(top), float(right), float(bottom))
-    return Detection(box, score, _apply(to_source, points), stage)
+    return Detection(box, score, apply_transform(to_source, points), stage)
 
 
 def _contrast_for_landmarks(image: np.ndarray, rect) -> np.ndarray:
@@ -342,11 +333,6 @@ def _contrast_for_landmarks(image: np.ndarray, rect) -> np.ndarray:
         return image
     stretched = (image.astype(np.float32) - low) * (255.0 / (high - low))
     return np.clip(np.round(stretched), 0, 255).astype(np.uint8)
-
-
-def to_source(points: np.ndarray, scale: np.ndarray, margin: int) -> np.ndarray:
-    """Map `[K, 2]` working-image pixels (with `margin` around) back to the source."""
-    return (points - margin + 0.5) / scale - 0.5
 
 
 def _working_image(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -401,12 +387,12 @@ def _rotated(image: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]
     # Canvas pixel -> image pixel, a turn about both centres.
     turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
     back = (
-        _translation((width - 1) / 2, (height - 1) / 2)
+        translation((width - 1) / 2, (height - 1) / 2)
         @ turn
-        @ _translation(-(out_w - 1) / 2, -(out_h - 1) / 2)
+        @ translation(-(out_w - 1) / 2, -(out_h - 1) / 2)
     )
     # Pillow samples at pixel corners: shift the centre-based map by half a pixel both ways.
-    half = _translation(0.5, 0.5)
+    half = translation(0.5, 0.5)
     coefficients = tuple((half @ back @ np.linalg.inv(half))[:2].reshape(-1))
     fill = tuple(int(v) for v in image.reshape(-1, 3).mean(0))  # no hard edge for HOG to see
     turned = Image.fromarray(image).transform(
@@ -439,11 +425,3 @@ def _rectangle(left: int, top: int, right: int, bottom: int):
     import dlib
 
     return dlib.rectangle(left, top, right, bottom)
-
-
-def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return np.asarray(points, np.float64) @ matrix[:2, :2].T + matrix[:2, 2]
-
-
-def _translation(dx: float, dy: float) -> np.ndarray:
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from facerep.faces.align import DEFAULT_PADDING, align_face
@@ -44,35 +46,14 @@ class NoFaceError(ValueError):
         return cls(source, f"no face found: {small}" if small else "no face found")
 
 
-def find_faces(
-    image: np.ndarray,
-    *,
-    size: int = 112,
-    padding: float = DEFAULT_PADDING,
-    detector: DetectorName = "hog",
-    upsample: int = 0,
-    min_face: float = 0.0,
-    max_faces: int | None = None,
-    cascade: bool = True,
-    assume_cropped: bool = False,
-) -> list[Face]:
+def find_faces(image: np.ndarray, **options: Any) -> list[Face]:
     """Detect, landmark and align every face in an `[H, W, 3]` uint8 image, largest first.
 
     Each face carries its `[size, size, 3]` aligned crop and its landmarks in crop pixels. An
-    image too small to hold one (`too_small_reason`) is not searched. `cascade` and
-    `assume_cropped` are `facerep.faces.detect.search_faces`'s.
+    image too small to hold one (`too_small_reason`) is not searched. The keywords are
+    `search_and_align`'s.
     """
-    faces, _ = search_and_align(
-        image,
-        size=size,
-        padding=padding,
-        detector=detector,
-        upsample=upsample,
-        min_face=min_face,
-        max_faces=max_faces,
-        cascade=cascade,
-        assume_cropped=assume_cropped,
-    )
+    faces, _ = search_and_align(image, **options)
     return faces
 
 
@@ -88,7 +69,11 @@ def search_and_align(
     cascade: bool = True,
     assume_cropped: bool = False,
 ) -> tuple[list[Face], FaceSearch]:
-    """`find_faces`, with the search behind it (which says why when no face was kept)."""
+    """`find_faces`, with the search behind it (which says why when no face was kept).
+
+    `cascade` and `assume_cropped` are `facerep.faces.detect.search_faces`'s; `max_faces`
+    keeps the largest faces only.
+    """
     if too_small_reason(image):
         return [], FaceSearch()
     search = search_faces(

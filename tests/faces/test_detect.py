@@ -199,7 +199,8 @@ def test_orl_tight_crops(orl_dir):
 
 def test_working_image_points_map_back_exactly():
     # A bright pixel at a known source position, found in the resized image, maps back to it.
-    from facerep.faces.detect import _working_image, to_source
+    from facerep.faces.align import apply_transform, translation
+    from facerep.faces.detect import _unscale, _working_image
 
     source = np.zeros((45, 60, 3), np.uint8)
     source[30, 12] = 255
@@ -208,8 +209,10 @@ def test_working_image_points_map_back_exactly():
     weights = working[..., 0].astype(float)
     ys, xs = np.indices(weights.shape)
     centre = np.array([(xs * weights).sum(), (ys * weights).sum()]) / weights.sum()
-    np.testing.assert_allclose(to_source(centre[None], scale, 0)[0], [12, 30], atol=0.05)
-    np.testing.assert_allclose(to_source(np.array([[7.0, 9.0]]), np.ones(2), 4), [[3.0, 5.0]])
+    back = apply_transform(_unscale(scale), centre[None])[0]
+    np.testing.assert_allclose(back, [12, 30], atol=0.05)
+    with_margin = _unscale(np.ones(2)) @ translation(-4, -4)
+    np.testing.assert_allclose(apply_transform(with_margin, [[7.0, 9.0]]), [[3.0, 5.0]])
 
 
 def test_threads_detect_exactly_what_one_thread_does(orl_dir) -> None:
