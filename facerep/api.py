@@ -8,6 +8,7 @@ come from `facerep.encoders.registry`; the work itself lives below (`facerep.enc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,12 +23,14 @@ from facerep.encoders.registry import (
     resolve_encoder,
 )
 from facerep.faces.dlib_models import DetectorName
-from facerep.faces.find import find_faces
-from facerep.images import DEFAULT_MAX_PIXELS, ImageSource, load_image
+from facerep.faces.find import NoFaceError, find_faces
+from facerep.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
 from facerep.types import Face, Verdict
 
 if TYPE_CHECKING:  # clustering brings in scikit-learn: loaded when a folder is clustered
+    from facerep.encoders.base import Encoder
     from facerep.tasks.cluster import Clustering
+    from facerep.tasks.occlusion import OcclusionMapper
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -71,16 +74,42 @@ def embed(
     detector: DetectorName = "hog",
     upsample: int = 0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    ignore_occluded: bool = False,
 ) -> list[Face]:
     """Every face in a photo with its `embedding` set, largest first.
 
+    With `ignore_occluded` (a ViT run's encoder with an occlusion prior) the patches the run's
+    occlusion map marks are left out of the embedding, so sunglasses or a hand weigh less.
+
     Raises:
-        ImageError: the photo cannot be read.
+        ImageError: the photo cannot be read. ValueError: `ignore_occluded` with an encoder
+            that cannot leave patches out, or a run without an occlusion prior.
     """
     chosen = resolve_encoder(encoder)
+    if ignore_occluded:
+        pixels = load_image(image, max_pixels=max_pixels)
+        return occlusion_mapper(chosen).embed_photo(chosen, pixels)
     return photos.embed_photo(
         image, chosen, detector=detector, upsample=upsample, max_pixels=max_pixels
     )
+
+
+def occlusion_mapper(encoder: Encoder) -> OcclusionMapper:
+    """The occlusion mapper of a run's encoder (its prior required), loaded once per run."""
+    run = getattr(encoder, "run", None)
+    if run is None:
+        raise ValueError(
+            f"{encoder.name}: not a facerep run; ignoring occluders needs a ViT run with an "
+            "occlusion prior (`facerep occlusion-prior RUN`)"
+        )
+    return _cached_mapper(str(Path(run).resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_mapper(run: str) -> OcclusionMapper:
+    from facerep.tasks.occlusion import OcclusionMapper
+
+    return OcclusionMapper(run, prior=True)
 
 
 def largest_face(
@@ -108,6 +137,7 @@ def verify(
     encoder: EncoderLike = None,
     *,
     threshold: float | None = None,
+    ignore_occluded: bool = False,
 ) -> Verdict:
     """Whether the largest faces of two photos are the same person.
 
@@ -116,6 +146,7 @@ def verify(
         encoder: as for `embed`.
         threshold: cosine distance at or below which they are the same person; by default
             the encoder's calibrated threshold (`facerep calibrate`), or dlib's built-in one.
+        ignore_occluded: as for `embed`.
 
     Raises:
         NoFaceError: a photo has no face. ImageError: a photo cannot be read.
@@ -123,8 +154,19 @@ def verify(
     """
     chosen = resolve_encoder(encoder)
     limit = encoder_threshold(chosen, threshold)
-    left, right = photos.largest_face(a, chosen), photos.largest_face(b, chosen)
+    if ignore_occluded:
+        left, right = (
+            _largest(embed(photo, chosen, ignore_occluded=True), photo) for photo in (a, b)
+        )
+    else:
+        left, right = photos.largest_face(a, chosen), photos.largest_face(b, chosen)
     return Verdict.between(left.embedding, right.embedding, limit)
+
+
+def _largest(faces: list[Face], photo: ImageSource) -> Face:
+    if not faces:
+        raise NoFaceError(describe_source(photo))
+    return faces[0]
 
 
 def cluster(

@@ -1,7 +1,8 @@
 """The one rule for the folders facerep writes: never into its inputs, never over foreign files.
 
 Every command that writes an output folder (`cluster --out`, `prepare SRC OUT`, `pretrain --out`,
-`eval --out`) checks it here before any work, so a mistyped `--out` cannot cost a user's photos:
+`eval --out`, `occlusion --out`) checks it here before any work, so a mistyped `--out` cannot
+cost a user's photos:
 
 - the output folder must neither be, nor contain, nor lie inside any input (symlinks resolved,
   and the paths as written, so a linked photo counts as well as the photo it points to);
@@ -26,7 +27,7 @@ from facerep.files import atomic_write_bytes
 
 MARKER_FILE = ".facerep-output"
 
-OutputKindName = Literal["cluster", "prepare", "pretrain", "eval"]
+OutputKindName = Literal["cluster", "prepare", "pretrain", "eval", "occlusion"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ KINDS: dict[OutputKindName, OutputKind] = {
         OutputKind("prepare", ("manifest.sqlite",)),
         OutputKind("pretrain", ("model.safetensors", "checkpoints")),
         OutputKind("eval", ("results.json", "attributes.json")),
+        OutputKind("occlusion", ("occlusion.json",)),
     )
 }
 

@@ -81,9 +81,10 @@ def save_whitening(run: str | Path, whitening: Whitening) -> Path:
     from safetensors.numpy import save
 
     path = Path(run) / WHITENING_FILE
+    # safetensors writes an array's memory as it lies: a transposed view would load scrambled.
     tensors = {
-        "mean": whitening.mean.astype(np.float32),
-        "projection": whitening.projection.astype(np.float32),
+        "mean": np.ascontiguousarray(whitening.mean, np.float32),
+        "projection": np.ascontiguousarray(whitening.projection, np.float32),
     }
     metadata = {"weights": whitening.weights, "faces": str(whitening.faces)}
     atomic_write_bytes(path, save(tensors, metadata=metadata))

@@ -95,6 +95,38 @@ def tiny_run(lfw_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
+# Faces of the LFW sample the occlusion prior is fitted on; the rest are unseen test faces.
+PRIOR_FACES = 70
+
+
+@pytest.fixture(scope="session")
+def pixel_run(lfw_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A vit-test MAE reconstructing raw pixels, 8 epochs on the LFW sample, with an occlusion
+    prior fitted on its first `PRIOR_FACES` faces."""
+    from facerep.data.store import open_dataset
+    from facerep.tasks.occlusion import OcclusionMapper, fit_occlusion_prior
+    from facerep.tasks.occlusion_prior import save_prior
+    from facerep.train.config import TrainConfig
+    from facerep.train.loop import pretrain
+
+    out = tmp_path_factory.mktemp("runs") / "pixel-run"
+    config = TrainConfig(
+        datasets=(str(lfw_dataset),),
+        out=str(out),
+        model="vit-test",
+        epochs=8,
+        batch_size=16,
+        warmup_epochs=1.0,
+        lr=2e-3,
+        threads=1,
+        model_overrides={"norm_pix_loss": False},
+    )
+    pretrain(config)
+    crops = np.asarray(open_dataset(lfw_dataset).crops)
+    save_prior(out, fit_occlusion_prior(OcclusionMapper(out, prior=False), crops[:PRIOR_FACES]))
+    return out
+
+
 @pytest.fixture(autouse=True)
 def facerep_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Calibrations go to a fresh folder per test, never to the user's ~/.facerep."""

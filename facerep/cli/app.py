@@ -19,6 +19,7 @@ import typer
 from facerep.cli import (
     data_commands,
     eval_commands,
+    explain_commands,
     face_commands,
     gallery_commands,
     pretrain_commands,
@@ -41,6 +42,7 @@ pretrain_commands.register(app)
 eval_commands.register(app)
 face_commands.register(app)
 gallery_commands.register(app)
+explain_commands.register(app)
 serve_commands.register(app)
 
 

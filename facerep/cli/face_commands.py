@@ -42,13 +42,20 @@ def verify(
     b: Annotated[str, typer.Argument(help="Second photo.")],
     encoder: EncoderOption = "dlib",
     threshold: ThresholdOption = None,
+    ignore_occluded: Annotated[
+        bool,
+        typer.Option(
+            help="Leave the patches the run's occlusion map marks out of the embeddings (a ViT "
+            "run with an occlusion prior)."
+        ),
+    ] = False,
     json: Json = False,
 ) -> None:
     """Whether the largest faces of photos A and B are the same person."""
     from facerep.api import verify as verify_faces
 
     with user_errors():
-        verdict = verify_faces(a, b, encoder, threshold=threshold)
+        verdict = verify_faces(a, b, encoder, threshold=threshold, ignore_occluded=ignore_occluded)
     if json:
         print_json(
             {"distance": verdict.distance, "threshold": verdict.threshold, "same": verdict.same}

@@ -24,6 +24,14 @@ def serve(
     encoder: Annotated[
         str, typer.Option("--encoder", "-e", help="dlib, a run folder or a .onnx.")
     ] = ServiceSettings.encoder,
+    occlusion: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run whose autoencoder and occlusion prior answer POST /v1/occlusion "
+            "[default: the encoder's run, when it has both].",
+            show_default=False,
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     token_file: Annotated[
@@ -99,6 +107,7 @@ def serve(
         settings = ServiceSettings(
             gallery_dir=gallery_dir,
             encoder=encoder,
+            occlusion=occlusion,
             token=read_token(token_file),
             read_only=read_only,
             insecure_local=insecure_local,

@@ -24,12 +24,13 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from facerep.data.items import SourceItem
-from facerep.images import is_image_path
+from facerep.images import ImageSource, describe_source, is_image_path
 
 Layout = Literal["auto", "flat", "identity", "split"]
 
@@ -203,3 +204,11 @@ def _item(root: Path, path: Path, layout: Layout) -> SourceItem:
     if layout == "identity":
         return SourceItem(name, identity=parts[0], path=path, key=key)
     return SourceItem(name, path=path, key=key)
+
+
+def named_photos(images: str | Path | Sequence[ImageSource]) -> list[tuple[str, ImageSource]]:
+    """(name, photo) of a folder's images (walked recursively), or of a list of photos."""
+    if isinstance(images, str | Path):
+        items, _ = walk_source(images, layout="flat")
+        return [(item.name, item.path) for item in items]
+    return [(describe_source(image), image) for image in images]

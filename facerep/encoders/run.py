@@ -19,6 +19,9 @@ from facerep.models.config import Pool
 from facerep.runs import load_run_model, weights_digest
 from facerep.whitening import WHITENING_FILE, Whitening, load_whitening
 
+# The most of a face's patches `embed_visible` leaves out: MAE trains with 75% hidden.
+MAX_HIDDEN_SHARE = 0.75
+
 
 class RunEncoder:
     """Embeds faces with a pretrained run's encoder (mean-pooled patch tokens by default).
@@ -83,6 +86,40 @@ class RunEncoder:
         return self.whitening.apply(features) if self.whitening else features
 
     @torch.no_grad()
+    def embed_visible(self, faces: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+        """Embeddings of `[N, H, W, 3]` uint8 faces from the patches not `hidden` alone.
+
+        `hidden`: `[N, L]` bool patches (an occluder's) that neither attend nor are pooled. A
+        face that would keep fewer than a quarter of its patches (MAE's fewest in training)
+        keeps them all. Needs a ViT run: only its encoder can leave patches out.
+        """
+        if not hasattr(self.model, "forward_encoder") or not hasattr(self.model, "cls_token"):
+            raise ValueError(
+                f"{self.run}: a {self.config.model.name} encoder cannot leave patches out; "
+                "ignoring occluders needs a ViT (vit-*) run"
+            )
+        hidden = np.asarray(hidden, bool).copy()
+        hidden[hidden.mean(axis=1) > MAX_HIDDEN_SHARE] = False
+        parts = []
+        for start in range(0, len(faces), self.batch_size):
+            imgs = self._inputs(faces[start : start + self.batch_size])
+            mask = torch.from_numpy(hidden[start : start + self.batch_size]).to(self.device)
+            parts.append(self._pooled_visible(imgs, mask))
+        dim = self.config.preprocess.embed_dim
+        features = l2_normalise(np.concatenate(parts) if parts else np.zeros((0, dim)))
+        return self.whitening.apply(features) if self.whitening else features
+
+    def _pooled_visible(self, imgs: torch.Tensor, hidden: torch.Tensor) -> np.ndarray:
+        """Mean visible patch token `[N, D]`; rows hiding different counts in separate passes."""
+        pooled = torch.empty(len(imgs), self.config.preprocess.embed_dim, device=self.device)
+        counts = hidden.sum(dim=1)
+        for count in counts.unique():
+            rows = (counts == count).nonzero()[:, 0]
+            latent, _, _ = self.model.forward_encoder(imgs[rows], mask=hidden[rows].float())
+            pooled[rows] = latent[:, 1:].mean(dim=1).float()
+        return pooled.cpu().numpy()
+
+    @torch.no_grad()
     def raw_features(self, faces: np.ndarray) -> np.ndarray:
         """The pooled features before any whitening: `[N, D]` float32 unit rows."""
         parts = [
@@ -93,18 +130,28 @@ class RunEncoder:
         return l2_normalise(np.concatenate(parts) if parts else np.zeros((0, dim)))
 
     def _inputs(self, faces: np.ndarray) -> torch.Tensor:
-        # Copied only where torch cannot wrap the array: the read-only memory maps of datasets.
-        x = torch.from_numpy(np.require(faces, requirements=["C", "W"])).to(self.device)
-        x = x.permute(0, 3, 1, 2).float() / 255.0
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(
-                x,
-                size=(self.input_size, self.input_size),
-                mode="bilinear",
-                antialias=True,
-                align_corners=False,
-            )
-        return (x - self.mean) / self.std
+        return model_inputs(faces, self.input_size, self.mean, self.std, self.device)
+
+
+def model_inputs(
+    faces: np.ndarray,
+    size: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: torch.device,
+) -> torch.Tensor:
+    """`[N, S, S, 3]` uint8 faces -> the model's `[N, 3, size, size]` normalised inputs.
+
+    `mean` and `std` are `[1, 3, 1, 1]` on `device`.
+    """
+    # Copied only where torch cannot wrap the array: the read-only memory maps of datasets.
+    x = torch.from_numpy(np.require(faces, requirements=["C", "W"])).to(device)
+    x = x.permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(
+            x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+    return (x - mean) / std
 
 
 def _chunks(faces: np.ndarray, size: int):

@@ -13,12 +13,14 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facerep.encoders.base import Encoder
 from facerep.encoders.calibration import encoder_threshold
 from facerep.encoders.registry import resolve_encoder
+from facerep.images import load_image
 from facerep.service.batcher import BatcherClosed, EmbedBatcher
 from facerep.service.errors import ServiceError
 from facerep.service.galleries import GalleryRegistry
@@ -26,6 +28,9 @@ from facerep.service.settings import ServiceSettings
 from facerep.service.workers import FaceWorkers, PhotoJob
 from facerep.tasks.gallery import LABEL_RULE, is_valid_label
 from facerep.types import Face, Match, Verdict
+
+if TYPE_CHECKING:  # torch loads with the occlusion run, not with the service
+    from facerep.tasks.occlusion import FaceOcclusion, OcclusionMapper
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,7 @@ class FaceService:
     def __init__(self, settings: ServiceSettings, encoder: Encoder):
         self.settings = settings
         self.encoder = encoder
-        self.galleries = GalleryRegistry(
-            Path(settings.gallery_dir), encoder, settings.read_only
-        )
+        self.galleries = GalleryRegistry(Path(settings.gallery_dir), encoder, settings.read_only)
         self.batcher = EmbedBatcher(
             encoder.embed, settings.batch_size, settings.batch_wait_ms / 1000
         )
@@ -52,12 +55,16 @@ class FaceService:
         # Encoder passes and faces in the workers (dlib), counted with the batcher's in /metrics.
         self.worker_passes = self.worker_crops = 0
         self._write_pool = ThreadPoolExecutor(1, "facerep-gallery-write")
+        self.occlusion_mapper: OcclusionMapper | None = None
 
     @classmethod
     async def start(cls, settings: ServiceSettings) -> FaceService:
         """Load the encoder, warm it and the face detector up, and start the batcher."""
         encoder = await asyncio.to_thread(resolve_encoder, settings.encoder)
         service = cls(settings, encoder)
+        service.occlusion_mapper = await asyncio.to_thread(
+            occlusion_mapper, settings.occlusion, encoder
+        )
         if not settings.read_only:
             Path(settings.gallery_dir).mkdir(parents=True, exist_ok=True)
         service.batcher.start()
@@ -156,6 +163,23 @@ class FaceService:
         await self.embed_crops(pair)
         return Verdict.between(pair[0].embedding, pair[1].embedding, limit)
 
+    async def occlusion(self, photo: Photo) -> tuple[np.ndarray, list[FaceOcclusion]]:
+        """The photo's pixels and each face's occlusion map, largest first (409 without a run
+        to explain with); NoFaceError when it has no face."""
+        mapper = self.occlusion_mapper
+        if mapper is None:
+            raise ServiceError(
+                409,
+                "occlusion_unavailable",
+                "this server has no autoencoder run with an occlusion prior: start it with "
+                "--occlusion RUN (or --encoder RUN)",
+            )
+        pixels = await asyncio.to_thread(
+            load_image, photo.data, max_pixels=self.settings.max_pixels
+        )
+        faces = await asyncio.to_thread(mapper.explain_photo, pixels, photo.name)
+        return pixels, faces
+
     # ---- galleries -------------------------------------------------------------------------
 
     async def add(
@@ -201,3 +225,19 @@ def check_label(label: str) -> str:
     if not is_valid_label(label):
         raise ServiceError(422, "invalid_request", f"label: {LABEL_RULE}")
     return label
+
+
+def occlusion_mapper(run: Path | None, encoder: Encoder) -> OcclusionMapper | None:
+    """The mapper of `run` (its prior required), else of the encoder's run when it has a
+    decoder and a prior, else None."""
+    from facerep.tasks.occlusion import OcclusionMapper
+
+    if run is not None:
+        return OcclusionMapper(run, prior=True)
+    own = getattr(encoder, "run", None)
+    if own is None:
+        return None
+    try:
+        return OcclusionMapper(own, prior=True)
+    except ValueError:  # no decoder or no prior: the endpoint says how to start with one
+        return None

@@ -2,6 +2,7 @@
 
 - `POST /v1/embed` (multipart `image`): every face with box, landmarks, pose and embedding.
 - `POST /v1/verify` (`a`, `b`, optional `threshold`): distance, threshold and verdict.
+- `POST /v1/occlusion` (`image`): every face's occlusion map (score, regions, mask PNG).
 - `POST /v1/galleries/{name}/faces` (`image`, `label`; token): enrol the largest face, 201.
 - `DELETE /v1/galleries/{name}/faces/{id}` (token): remove a face.
 - `POST /v1/galleries/{name}/search` (`image`, `k` 1-100): the nearest gallery faces.
@@ -13,10 +14,12 @@ Write endpoints check the bearer token before their body is read (`WriteRoute`).
 
 from __future__ import annotations
 
+import base64
 import secrets
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Path, Request, Response, UploadFile
 from fastapi.responses import PlainTextResponse
 from fastapi.routing import APIRoute
@@ -37,12 +40,17 @@ from facerep.service.schemas import (
     GalleryInfo,
     Health,
     MatchOut,
+    OcclusionFace,
+    OcclusionResponse,
     RemovedFace,
     SearchResponse,
     VerifyResponse,
 )
 from facerep.service.settings import TOKEN_ENV
 from facerep.tasks.gallery import MAX_LABEL
+
+if TYPE_CHECKING:  # torch loads with the occlusion run, not with the service
+    from facerep.tasks.occlusion import FaceOcclusion
 
 MAX_K = 100
 MAX_FACE_ID = 2**63 - 1  # SQLite's largest integer
@@ -168,6 +176,35 @@ async def verify(
     """Whether the largest faces of photos `a` and `b` are the same person."""
     verdict = await service.verify(await read_photo(a, "a"), await read_photo(b, "b"), threshold)
     return VerifyResponse.model_validate(verdict, from_attributes=True)
+
+
+@router.post(
+    "/v1/occlusion", response_model=OcclusionResponse, responses=_errors(400, 409, 413, 422, 503)
+)
+async def occlusion(service: Service, image: Image) -> OcclusionResponse:
+    """Every face in the photo with its occlusion map: score, outlier share per region, mask."""
+    pixels, faces = await service.occlusion(await read_photo(image, "image"))
+    padding = service.occlusion_mapper.padding
+    return OcclusionResponse(
+        run=service.occlusion_mapper.run.name,
+        faces=[occlusion_face(face, pixels, padding) for face in faces],
+    )
+
+
+def occlusion_face(face: FaceOcclusion, pixels: np.ndarray, padding: float) -> OcclusionFace:
+    """The wire form of one face's occlusion map, its mask drawn in the photo's pixels."""
+    from facerep.tasks.occlusion_images import mask_in_photo, png_bytes
+
+    occlusion = face.map
+    mask = mask_in_photo(face.face, occlusion.mask, pixels.shape, padding)
+    return OcclusionFace(
+        **DetectedFace.of(face.face).model_dump(),
+        anomaly_score=round(occlusion.score, 4),
+        outlier_fraction=round(occlusion.outlier_fraction, 4),
+        regions={k: round(v, 4) for k, v in occlusion.regions.items()},
+        region_scores={k: round(v, 4) for k, v in occlusion.region_scores.items()},
+        mask_png=base64.b64encode(png_bytes(mask)).decode(),
+    )
 
 
 @router.post(

@@ -68,6 +68,31 @@ def _detection(face: Face) -> dict[str, object]:
     }
 
 
+class OcclusionFace(DetectedFace):
+    """A face with what the autoencoder could not explain in it."""
+
+    anomaly_score: float = Field(
+        description="The mean residual normalised by the prior: higher is less like a clean face."
+    )
+    outlier_fraction: float = Field(description="Share of the aligned crop the mask covers.")
+    regions: dict[str, float] = Field(
+        description="Outlier share of each face region: eyes, nose, mouth (from the landmarks)."
+    )
+    region_scores: dict[str, float] = Field(
+        description="Mean normalised residual of each face region."
+    )
+    mask_png: str = Field(
+        description="The outlier mask in the photo's pixels, a base64 grey PNG (255: outlier)."
+    )
+
+
+class OcclusionResponse(BaseModel):
+    """Every face in the photo with its occlusion map, largest first."""
+
+    run: str = Field(description="The autoencoder run that explained the faces.")
+    faces: list[OcclusionFace]
+
+
 class EmbedResponse(BaseModel):
     """Every face found in the photo, largest first (a photo without one is a 422)."""
 

@@ -22,6 +22,9 @@ class ServiceSettings:
     gallery_dir: Path
     # A name (dlib, pca, pixels), a run folder or an Encoder: loaded once, at startup.
     encoder: EncoderLike = "dlib"
+    # The run whose autoencoder and occlusion prior answer POST /v1/occlusion; None: the
+    # encoder's run when it has both, else that endpoint answers 409.
+    occlusion: Path | None = None
     # Bearer token for the write endpoints (add, delete); None only when writes are off or
     # `insecure_local` is set.
     token: str | None = None

@@ -21,11 +21,11 @@ from typing import Literal
 import numpy as np
 
 from facerep.clustering import cluster_embeddings
-from facerep.data.sources import walk_source
+from facerep.data.sources import named_photos
 from facerep.encoders.base import Encoder
 from facerep.encoders.photos import embed_photo
 from facerep.faces.dlib_models import DetectorName
-from facerep.images import ImageError, ImageSource, describe_source
+from facerep.images import ImageError, ImageSource
 from facerep.outputs import check_output, mark_output
 from facerep.types import Box, Failure
 
@@ -85,7 +85,7 @@ def cluster_photos(
         detector: "hog" or "cnn".
         on_progress: called with (photos done, photos in all).
     """
-    photos = _photos(images)
+    photos = named_photos(images)
     faces, vectors, failures = [], [], []
     for done, (name, photo) in enumerate(photos, 1):
         try:
@@ -109,13 +109,6 @@ def cluster_photos(
         for (name, index, box, photo), label in zip(faces, labels, strict=True)
     ]
     return Clustering(clustered, threshold, failures)
-
-
-def _photos(images: str | Path | Sequence[ImageSource]) -> list[tuple[str, ImageSource]]:
-    if isinstance(images, str | Path):
-        items, _ = walk_source(images, layout="flat")
-        return [(item.name, item.path) for item in items]
-    return [(describe_source(image), image) for image in images]
 
 
 def _person_labels(vectors: np.ndarray, threshold: float) -> np.ndarray:

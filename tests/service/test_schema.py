@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from facerep.service import ServiceSettings, create_app
 from tests.service.conftest import AUTH, TOKEN
 
-# Per operation: 8 operations, a few ms a request (random bytes are rarely a photo): ~10 s.
+# Per operation: 9 operations, a few ms a request (random bytes are rarely a photo): ~10 s.
 MAX_EXAMPLES = 100
 
 
@@ -71,5 +71,6 @@ def test_the_schema_covers_every_operation() -> None:
     operations = {
         (result.ok().method.upper(), result.ok().path) for result in schema.get_all_operations()
     }
-    assert len(operations) == 8
+    assert len(operations) == 9
     assert ("DELETE", "/v1/galleries/{name}/faces/{face_id}") in operations
+    assert ("POST", "/v1/occlusion") in operations
