@@ -20,6 +20,7 @@ import numpy as np
 from facerep.encoders.base import Encoder
 from facerep.encoders.calibration import encoder_threshold
 from facerep.encoders.registry import resolve_encoder
+from facerep.faces.find import NoFaceError
 from facerep.images import load_image
 from facerep.service.batcher import BatcherClosed, EmbedBatcher
 from facerep.service.errors import ServiceError
@@ -134,11 +135,47 @@ class FaceService:
         for face, vector in zip(faces, vectors, strict=True):
             face.embedding = vector
 
-    async def embed(self, photo: Photo) -> list[Face]:
-        """Every face in the photo with its embedding, largest first; NoFaceError if none."""
+    async def embed(self, photo: Photo, ignore_occluded: bool = False) -> list[Face]:
+        """Every face in the photo with its embedding, largest first; NoFaceError if none.
+
+        With `ignore_occluded`, the patches the occlusion map marks are left out of each
+        embedding (a ViT run's encoder and an occlusion run, else 409).
+        """
+        if ignore_occluded:
+            return await self._embed_ignoring_occluders(photo)
         faces = await self.find_faces(photo)
         await self.embed_crops(faces)
         return faces
+
+    async def _embed_ignoring_occluders(self, photo: Photo) -> list[Face]:
+        mapper = self._mapper()
+        if not hasattr(self.encoder, "embed_visible"):
+            raise ServiceError(
+                409,
+                "occlusion_unavailable",
+                f"this server's encoder ({self.encoder.name}) cannot leave patches out: "
+                "ignore_occluded needs a ViT run as --encoder",
+            )
+        limit = self.settings.max_pixels
+        pixels = await asyncio.to_thread(load_image, photo.data, max_pixels=limit)
+        try:
+            faces = await asyncio.to_thread(mapper.embed_photo, self.encoder, pixels, photo.name)
+        except ValueError as e:  # a conv-AE run's encoder cannot leave patches out
+            raise ServiceError(409, "occlusion_unavailable", str(e)) from None
+        if not faces:
+            raise NoFaceError.in_image(photo.name, pixels)
+        return faces
+
+    def _mapper(self) -> OcclusionMapper:
+        """The occlusion run's mapper, or 409 when the server has none."""
+        if self.occlusion_mapper is None:
+            raise ServiceError(
+                409,
+                "occlusion_unavailable",
+                "this server has no autoencoder run with an occlusion prior: start it with "
+                "--occlusion RUN (or --encoder RUN)",
+            )
+        return self.occlusion_mapper
 
     async def largest_face(self, photo: Photo) -> Face:
         """The photo's largest face, embedded; NoFaceError when there is none."""
@@ -166,17 +203,9 @@ class FaceService:
     async def occlusion(self, photo: Photo) -> tuple[np.ndarray, list[FaceOcclusion]]:
         """The photo's pixels and each face's occlusion map, largest first (409 without a run
         to explain with); NoFaceError when it has no face."""
-        mapper = self.occlusion_mapper
-        if mapper is None:
-            raise ServiceError(
-                409,
-                "occlusion_unavailable",
-                "this server has no autoencoder run with an occlusion prior: start it with "
-                "--occlusion RUN (or --encoder RUN)",
-            )
-        pixels = await asyncio.to_thread(
-            load_image, photo.data, max_pixels=self.settings.max_pixels
-        )
+        mapper = self._mapper()
+        limit = self.settings.max_pixels
+        pixels = await asyncio.to_thread(load_image, photo.data, max_pixels=limit)
         faces = await asyncio.to_thread(mapper.explain_photo, pixels, photo.name)
         return pixels, faces
 

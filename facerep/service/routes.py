@@ -1,6 +1,7 @@
 """The HTTP endpoints: each reads its form, calls one FaceService method and shapes the answer.
 
-- `POST /v1/embed` (multipart `image`): every face with box, landmarks, pose and embedding.
+- `POST /v1/embed` (multipart `image`, optional `ignore_occluded`): every face with box,
+  landmarks, pose and embedding.
 - `POST /v1/verify` (`a`, `b`, optional `threshold`): distance, threshold and verdict.
 - `POST /v1/occlusion` (`image`): every face's occlusion map (score, regions, mask PNG).
 - `POST /v1/galleries/{name}/faces` (`image`, `label`; token): enrol the largest face, 201.
@@ -152,10 +153,20 @@ async def metrics(request: Request, service: Service) -> PlainTextResponse:
     return PlainTextResponse(text, media_type=metrics_text.CONTENT_TYPE)
 
 
-@router.post("/v1/embed", response_model=EmbedResponse, responses=_errors(400, 413, 422, 503))
-async def embed(service: Service, image: Image) -> EmbedResponse:
+@router.post("/v1/embed", response_model=EmbedResponse, responses=_errors(400, 409, 413, 422, 503))
+async def embed(
+    service: Service,
+    image: Image,
+    ignore_occluded: Annotated[
+        bool,
+        Form(
+            description="Leave the patches the occlusion map marks out of each embedding (a "
+            "ViT run's encoder and an occlusion run; else 409)."
+        ),
+    ] = False,
+) -> EmbedResponse:
     """Every face in the photo, largest first, with box, landmarks, pose and embedding."""
-    faces = await service.embed(await read_photo(image, "image"))
+    faces = await service.embed(await read_photo(image, "image"), ignore_occluded)
     encoder = service.encoder
     return EmbedResponse(
         encoder=encoder.name, dim=encoder.dim, faces=[EmbeddedFace.of(f) for f in faces]

@@ -53,3 +53,21 @@ def test_a_server_without_an_autoencoder_run_says_how_to_start_one(
     assert answer.status_code == 409
     error = answer.json()["error"]
     assert error["code"] == "occlusion_unavailable" and "--occlusion RUN" in error["message"]
+
+
+def test_embed_can_ignore_occluders_with_a_vit_run_and_says_why_not_otherwise(
+    pixel_run: Path, tmp_path: Path, lfw_faces: np.ndarray, client: TestClient
+) -> None:
+    photo = png_bytes(covered_face(lfw_faces))
+    (tmp_path / "g").mkdir()
+    settings = ServiceSettings(gallery_dir=tmp_path / "g", encoder=str(pixel_run), read_only=True)
+    with open_client(settings, tmp_path / "home") as running:
+        plain = running.post("/v1/embed", files={"image": photo}).json()["faces"][0]
+        answer = running.post("/v1/embed", files={"image": photo}, data={"ignore_occluded": "true"})
+        assert answer.status_code == 200, answer.text
+        ignoring = answer.json()["faces"][0]
+        assert len(ignoring["embedding"]) == len(plain["embedding"])
+        assert not np.allclose(ignoring["embedding"], plain["embedding"])
+    # The dlib server has no occlusion run, and dlib cannot leave patches out.
+    refused = client.post("/v1/embed", files={"image": photo}, data={"ignore_occluded": "true"})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "occlusion_unavailable"
