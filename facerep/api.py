@@ -88,25 +88,32 @@ def embed(
     chosen = resolve_encoder(encoder)
     if ignore_occluded:
         pixels = load_image(image, max_pixels=max_pixels)
-        return occlusion_mapper(chosen).embed_photo(chosen, pixels)
+        mapper = occlusion_mapper(chosen)
+        return mapper.embed_photo(chosen, pixels, detector=detector, upsample=upsample)
     return photos.embed_photo(
         image, chosen, detector=detector, upsample=upsample, max_pixels=max_pixels
     )
 
 
 def occlusion_mapper(encoder: Encoder) -> OcclusionMapper:
-    """The occlusion mapper of a run's encoder (its prior required), loaded once per run."""
+    """The occlusion mapper of a run's encoder (its prior required), loaded once per run and
+    loaded again when its weights or its prior change."""
+    from facerep.runs import weights_digest
+    from facerep.tasks.occlusion_prior import PRIOR_FILE
+
     run = getattr(encoder, "run", None)
     if run is None:
         raise ValueError(
             f"{encoder.name}: not a facerep run; ignoring occluders needs a ViT run with an "
             "occlusion prior (`facerep occlusion-prior RUN`)"
         )
-    return _cached_mapper(str(Path(run).resolve()))
+    prior = Path(run) / PRIOR_FILE
+    stamp = prior.stat().st_mtime_ns if prior.is_file() else 0
+    return _cached_mapper(str(Path(run).resolve()), weights_digest(run), stamp)
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_mapper(run: str) -> OcclusionMapper:
+def _cached_mapper(run: str, weights: str, prior_stamp: int) -> OcclusionMapper:
     from facerep.tasks.occlusion import OcclusionMapper
 
     return OcclusionMapper(run, prior=True)
@@ -155,17 +162,17 @@ def verify(
     chosen = resolve_encoder(encoder)
     limit = encoder_threshold(chosen, threshold)
     if ignore_occluded:
-        left, right = (
-            _largest(embed(photo, chosen, ignore_occluded=True), photo) for photo in (a, b)
-        )
+        left, right = (_largest_ignoring_occluders(photo, chosen) for photo in (a, b))
     else:
         left, right = photos.largest_face(a, chosen), photos.largest_face(b, chosen)
     return Verdict.between(left.embedding, right.embedding, limit)
 
 
-def _largest(faces: list[Face], photo: ImageSource) -> Face:
+def _largest_ignoring_occluders(photo: ImageSource, encoder: Encoder) -> Face:
+    pixels = load_image(photo)  # decoded here: its size explains a miss
+    faces = occlusion_mapper(encoder).embed_photo(encoder, pixels)
     if not faces:
-        raise NoFaceError(describe_source(photo))
+        raise NoFaceError.in_image(describe_source(photo), pixels)
     return faces[0]
 
 

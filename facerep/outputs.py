@@ -52,7 +52,12 @@ KINDS: dict[OutputKindName, OutputKind] = {
         OutputKind("prepare", ("manifest.sqlite",)),
         OutputKind("pretrain", ("model.safetensors", "checkpoints")),
         OutputKind("eval", ("results.json", "attributes.json")),
-        OutputKind("occlusion", ("occlusion.json",)),
+        OutputKind(
+            "occlusion",
+            ("occlusion.json",),
+            replaced=True,
+            entries=r"occlusion\.json|\d{4,}-.+-face\d+-(mask|overlay)\.png",
+        ),
     )
 }
 
@@ -167,3 +172,17 @@ def _marker_kind(marker: Path) -> str | None:
         return json.loads(marker.read_text()).get("kind")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def swap_in_folder(staging: str | Path, out: str | Path) -> None:
+    """Put the finished `staging` folder at `out`, removing what was there only afterwards."""
+    import shutil
+
+    staging, out = Path(staging), Path(out)
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -81,6 +81,7 @@ def occlusion(
         Path, typer.Option(help="Folder for the mask and overlay PNGs and occlusion.json.")
     ],
     prior: PriorOption = True,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
     quiet: Quiet = False,
     json: Json = False,
 ) -> None:
@@ -95,11 +96,11 @@ def occlusion(
     from facerep.tasks.occlusion_photos import SUMMARY_FILE, explain_photos, write_occlusion
 
     with user_errors():
-        check_output(out, images, kind="occlusion")  # before the work, not after
+        check_output(out, images, kind="occlusion", overwrite=overwrite)  # before the work
         mapper = OcclusionMapper(encoder, prior=prior)
     with user_errors(), progress_bar("occlusion", quiet or json) as on_progress:
         explained = explain_photos(_photo_inputs(images), mapper, on_progress)
-        write_occlusion(explained, out, mapper, images)
+        write_occlusion(explained, out, mapper, images, overwrite=overwrite)
     faces = sum(len(photo.faces) for photo in explained.photos)
     if json:
         print_json({"out": str(out), "faces": faces, "failures": len(explained.failures)})
@@ -132,7 +133,7 @@ def anomaly(
             raise ValueError(f"{folder}: not a folder")
         mapper = OcclusionMapper(encoder, prior=prior)
     with user_errors(), progress_bar("anomaly", quiet or json) as on_progress:
-        explained = explain_photos(folder, mapper, on_progress)
+        explained = explain_photos(folder, mapper, on_progress, keep_pixels=False)
     ranked = explained.ranked()[:top]
     rows = [
         {"source": photo.source, **face_summary(photo.faces[index], index)}

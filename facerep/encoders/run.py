@@ -93,6 +93,10 @@ class RunEncoder:
         face that would keep fewer than a quarter of its patches (MAE's fewest in training)
         keeps them all. Needs a ViT run: only its encoder can leave patches out.
         """
+        if self.pool != "mean":  # the class token attends to every patch: nothing to leave out
+            raise ValueError(
+                f"{self.run}: ignoring occluders pools the patch tokens, not {self.pool}"
+            )
         if not hasattr(self.model, "forward_encoder") or not hasattr(self.model, "cls_token"):
             raise ValueError(
                 f"{self.run}: a {self.config.model.name} encoder cannot leave patches out; "

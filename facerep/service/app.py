@@ -118,6 +118,10 @@ def serve(
     # Loaded here, so a bad --encoder is a one-line error instead of a failed startup.
     # An encoder passed in from Python (not by name) may still be an unfitted estimator.
     settings = replace(settings, encoder=check_ready(resolve_encoder(settings.encoder)))
+    if settings.occlusion is not None:  # the same for a bad --occlusion run
+        from facerep.tasks.occlusion import OcclusionMapper
+
+        OcclusionMapper(settings.occlusion, prior=True)
     make_gallery_dir(settings)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     uvicorn.run(

@@ -10,6 +10,7 @@ Nothing heavy runs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ from facerep.types import Face, Match, Verdict
 
 if TYPE_CHECKING:  # torch loads with the occlusion run, not with the service
     from facerep.tasks.occlusion import FaceOcclusion, OcclusionMapper
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -259,14 +263,15 @@ def check_label(label: str) -> str:
 def occlusion_mapper(run: Path | None, encoder: Encoder) -> OcclusionMapper | None:
     """The mapper of `run` (its prior required), else of the encoder's run when it has a
     decoder and a prior, else None."""
+    if run is None and getattr(encoder, "run", None) is None:
+        return None  # dlib, pixels, an .onnx file: no autoencoder, and no torch to load
     from facerep.tasks.occlusion import OcclusionMapper
 
     if run is not None:
         return OcclusionMapper(run, prior=True)
-    own = getattr(encoder, "run", None)
-    if own is None:
-        return None
+    own = encoder.run
     try:
         return OcclusionMapper(own, prior=True)
-    except ValueError:  # no decoder or no prior: the endpoint says how to start with one
+    except ValueError as e:  # no decoder, no prior or a stale one: the endpoint says so
+        logger.warning("POST /v1/occlusion is off: %s", e)
         return None

@@ -15,6 +15,7 @@ Write endpoints check the bearer token before their body is read (`WriteRoute`).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import Callable, Coroutine
@@ -196,10 +197,11 @@ async def occlusion(service: Service, image: Image) -> OcclusionResponse:
     """Every face in the photo with its occlusion map: score, outlier share per region, mask."""
     pixels, faces = await service.occlusion(await read_photo(image, "image"))
     padding = service.occlusion_mapper.padding
-    return OcclusionResponse(
-        run=service.occlusion_mapper.run.name,
-        faces=[occlusion_face(face, pixels, padding) for face in faces],
+    # Masks warped to a photo of up to --max-pixels and encoded as PNG: off the event loop.
+    answers = await asyncio.to_thread(
+        lambda: [occlusion_face(face, pixels, padding) for face in faces]
     )
+    return OcclusionResponse(run=service.occlusion_mapper.run.name, faces=answers)
 
 
 def occlusion_face(face: FaceOcclusion, pixels: np.ndarray, padding: float) -> OcclusionFace:

@@ -26,7 +26,7 @@ from facerep.encoders.base import Encoder
 from facerep.encoders.photos import embed_photo
 from facerep.faces.dlib_models import DetectorName
 from facerep.images import ImageError, ImageSource
-from facerep.outputs import check_output, mark_output
+from facerep.outputs import check_output, mark_output, swap_in_folder
 from facerep.types import Box, Failure
 
 UNMATCHED = -1
@@ -153,7 +153,7 @@ def write_clusters(
             rows,
         )
         _write_csv(staging / "failures.csv", ["source", "reason"], clustering.failures)
-        _swap_in(staging, out)
+        swap_in_folder(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -204,14 +204,3 @@ def _write_csv(path: Path, header: list[str], rows: Sequence[Sequence]) -> None:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Put the finished `staging` folder at `out`, removing what was there only afterwards."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

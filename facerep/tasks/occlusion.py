@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from facerep.encoders.run import RunEncoder, model_inputs
+from facerep.faces.dlib_models import DetectorName
 from facerep.models.losses import patch_norm_stats
 from facerep.models.masking import face_regions
 from facerep.models.vit import patchify, unpatchify
@@ -184,7 +185,7 @@ class OcclusionMapper:
         """The occlusion map of each of `[N, S, S, 3]` uint8 aligned faces.
 
         `landmarks`: `[N, 5, 2]` in crop pixels, for the per-region shares; the template's
-        points when not given (aligned crops put them there).
+        points at the run's padding when not given.
         """
         threshold = self.prior.threshold_ if self.prior else SELF_THRESHOLD
         first = self.normalise(self.residuals(faces))
@@ -192,7 +193,7 @@ class OcclusionMapper:
         hidden = patch_shares(masks, self.model.patch_size) >= HIDE_PATCH_SHARE
         residuals = self.residuals(faces, hidden) if hidden.any() else self.residuals(faces)
         normalised = self.normalise(residuals)
-        points = _crop_points(landmarks, len(faces), faces.shape[1], self.input_size)
+        points = _crop_points(landmarks, len(faces), faces.shape[1], self.input_size, self.padding)
         return [
             _occlusion_map(r.mean(axis=-1), n, outlier_mask(n, threshold), p)
             for r, n, p in zip(residuals, normalised, points, strict=True)
@@ -226,13 +227,24 @@ class OcclusionMapper:
         return encoder.embed_visible(faces, shares >= HIDE_PATCH_SHARE)
 
     def embed_photo(
-        self, encoder: RunEncoder, image: np.ndarray, source: str = "image"
+        self,
+        encoder: RunEncoder,
+        image: np.ndarray,
+        source: str = "image",
+        detector: DetectorName = "hog",
+        upsample: int = 0,
     ) -> list[Face]:
         """Every face of a photo, embedded by `encoder` without the patches its occlusion map
         marks, largest first (crops at the encoder's input size, the run's padding)."""
         from facerep.faces.find import find_faces
 
-        faces = find_faces(image, size=encoder.input_size, padding=self.padding)
+        faces = find_faces(
+            image,
+            size=encoder.input_size,
+            padding=self.padding,
+            detector=detector,
+            upsample=upsample,
+        )
         if faces:
             crops = np.stack([face.crop for face in faces])
             for face, vector in zip(
@@ -326,12 +338,15 @@ def _occlusion_map(
     )
 
 
-def _crop_points(landmarks: np.ndarray | None, count: int, crop_size: int, size: int) -> np.ndarray:
-    """Landmarks `[N, 5, 2]` from crop pixels to the model's input pixels (template if None)."""
+def _crop_points(
+    landmarks: np.ndarray | None, count: int, crop_size: int, size: int, padding: float
+) -> np.ndarray:
+    """Landmarks `[N, 5, 2]` from crop pixels to the model's input pixels; where none are
+    given, the template's (crops aligned with the run's `padding` put them there)."""
     from facerep.faces.align import alignment_template
 
     if landmarks is None:
-        return np.repeat(alignment_template(size)[None], count, axis=0)
+        return np.repeat(alignment_template(size, padding)[None], count, axis=0)
     # Pixel centres at integers: a point x maps to (x + 0.5) * s - 0.5.
     scale = size / crop_size
     return (np.asarray(landmarks, np.float64) + 0.5) * scale - 0.5

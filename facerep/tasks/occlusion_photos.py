@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from facerep.data.sources import named_photos
 from facerep.faces.find import NoFaceError
 from facerep.files import atomic_write, atomic_write_bytes
 from facerep.images import ImageError, ImageSource, load_image
-from facerep.outputs import claim_output
+from facerep.outputs import check_output, mark_output, swap_in_folder
 from facerep.tasks.occlusion import FaceOcclusion, OcclusionMapper
 from facerep.tasks.occlusion_images import mask_in_photo, png_bytes, tinted
 from facerep.types import Failure
@@ -49,14 +51,21 @@ def explain_photos(
     images: str | Path | Sequence[ImageSource],
     mapper: OcclusionMapper,
     on_progress: Callable[[int, int], None] | None = None,
+    keep_pixels: bool = True,
 ) -> Explained:
-    """The occlusion maps of every face in a folder (walked recursively) or list of photos."""
+    """The occlusion maps of every face in a folder (walked recursively) or list of photos.
+
+    `keep_pixels=False` keeps no photo's pixels (ranking needs none; a folder of large photos
+    would otherwise be held in memory whole).
+    """
     photos, failures = [], []
     listed = named_photos(images)
     for done, (name, image) in enumerate(listed, 1):
         try:
             pixels = load_image(image)
-            photos.append(PhotoOcclusion(name, pixels, mapper.explain_photo(pixels, name)))
+            faces = mapper.explain_photo(pixels, name)
+            kept = pixels if keep_pixels else np.zeros((*pixels.shape[:2], 0), np.uint8)
+            photos.append(PhotoOcclusion(name, kept, faces))
         except (ImageError, NoFaceError) as e:
             failures.append(Failure.of(name, e))
         if on_progress is not None:
@@ -84,34 +93,54 @@ def face_mask(photo: PhotoOcclusion, index: int, padding: float) -> np.ndarray:
 
 
 def write_occlusion(
-    explained: Explained, out: str | Path, mapper: OcclusionMapper, sources: Sequence = ()
+    explained: Explained,
+    out: str | Path,
+    mapper: OcclusionMapper,
+    sources: Sequence = (),
+    overwrite: bool = False,
 ) -> Path:
     """Write per face a mask PNG and an overlay PNG, and OUT/occlusion.json; returns OUT.
 
+    The folder appears whole or not at all; an earlier one is replaced only with `overwrite`.
+
     Raises:
-        OutputError: `out` is an input, or holds files facerep did not write.
+        OutputError: `out` is an input, holds files facerep did not write, or is not empty and
+            `overwrite` is False.
     """
-    out = claim_output(out, sources, kind="occlusion")
-    photos = []
-    for number, photo in enumerate(explained.photos, 1):
-        faces = []
-        for index in range(len(photo.faces)):
-            mask = face_mask(photo, index, mapper.padding)
-            stem = f"{number:04d}-{_safe_stem(photo.source)}-face{index}"
-            atomic_write_bytes(out / f"{stem}-mask.png", png_bytes(mask))
-            atomic_write_bytes(out / f"{stem}-overlay.png", png_bytes(tinted(photo.pixels, [mask])))
-            summary = face_summary(photo.faces[index], index)
-            faces.append({**summary, "mask": f"{stem}-mask.png", "overlay": f"{stem}-overlay.png"})
-        photos.append({"source": photo.source, "faces": faces})
-    summary = {
-        "encoder": str(mapper.run),
-        "prior": mapper.prior is not None,
-        "photos": photos,
-        "failures": [{"source": s, "reason": r} for s, r in explained.failures],
-    }
-    with atomic_write(out / SUMMARY_FILE, "w") as f:
-        json.dump(summary, f, indent=2)
+    out = check_output(out, sources, kind="occlusion", overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        mark_output(staging, "occlusion")
+        photos = [
+            _write_photo(staging, n, photo, mapper) for n, photo in enumerate(explained.photos, 1)
+        ]
+        summary = {
+            "encoder": str(mapper.run),
+            "prior": mapper.prior is not None,
+            "photos": photos,
+            "failures": [{"source": s, "reason": r} for s, r in explained.failures],
+        }
+        with atomic_write(staging / SUMMARY_FILE, "w") as f:
+            json.dump(summary, f, indent=2)
+        swap_in_folder(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return out
+
+
+def _write_photo(folder: Path, number: int, photo: PhotoOcclusion, mapper: OcclusionMapper) -> dict:
+    """One photo's mask and overlay PNGs in `folder`; its entry in the summary."""
+    faces = []
+    for index in range(len(photo.faces)):
+        mask = face_mask(photo, index, mapper.padding)
+        stem = f"{number:04d}-{_safe_stem(photo.source)}-face{index}"
+        atomic_write_bytes(folder / f"{stem}-mask.png", png_bytes(mask))
+        atomic_write_bytes(folder / f"{stem}-overlay.png", png_bytes(tinted(photo.pixels, [mask])))
+        summary = face_summary(photo.faces[index], index)
+        faces.append({**summary, "mask": f"{stem}-mask.png", "overlay": f"{stem}-overlay.png"})
+    return {"source": photo.source, "faces": faces}
 
 
 def _safe_stem(source: str) -> str:

@@ -73,7 +73,7 @@ def test_the_maps_are_arrays_at_the_run_input_size(
     (first,) = mapper.maps(faces[:1])
     assert first.residual.shape == first.normalised.shape == first.mask.shape == (32, 32)
     assert first.mask.dtype == bool
-    # Hiding patches from the context changes only what is predicted from them.
+    # Patches kept out of every pass's context change the predictions (attention is global).
     hidden = np.zeros((3, 16), bool)
     hidden[:, 5] = True
     assert not np.allclose(mapper.residuals(faces[:3], hidden), residuals)
@@ -151,6 +151,22 @@ def test_the_cli_writes_masks_overlays_and_a_summary_and_ranks_anomalies(
     assert inside.any() and inside.sum() >= 0.8 * covered_mask.sum()
     assert explained["covered.png"][0]["score"] > explained["clean.png"][0]["score"]
 
+    # A second run replaces the folder whole, and only when asked to.
+    again = facerep("occlusion", str(photos / "clean.png"), "-e", str(pixel_run), "--out", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    again = facerep(
+        "occlusion",
+        str(photos / "clean.png"),
+        "-e",
+        str(pixel_run),
+        "--out",
+        str(out),
+        "--overwrite",
+    )
+    assert again.returncode == 0, again.stderr
+    listed = json.loads((out / "occlusion.json").read_text())["photos"][0]["faces"][0]
+    assert sorted(p.name for p in out.glob("*.png")) == sorted([listed["mask"], listed["overlay"]])
+
     ranked = facerep("anomaly", str(photos), "-e", str(pixel_run), "--json")
     rows = json.loads(ranked.stdout)
     assert [Path(r["source"]).name for r in rows["faces"]] == ["covered.png", "clean.png"]
@@ -172,6 +188,7 @@ def test_the_cli_refuses_a_run_without_a_prior_and_an_input_as_out(
         "occlusion", str(photo), "-e", str(tiny_run), "--out", str(tmp_path), "--no-prior"
     )
     assert result.returncode == 2 and "\n" not in result.stderr.strip()
+    assert "contains the input" in result.stderr
 
 
 def test_ignoring_occluders_leaves_their_patches_out_of_the_embedding(
@@ -198,6 +215,9 @@ def test_ignoring_occluders_leaves_their_patches_out_of_the_embedding(
     photo = np.asarray(Image.fromarray(lfw_faces[0]).resize((150, 150)).convert("RGB"))
     (face,) = embed(photo, pixel_run, ignore_occluded=True)
     assert face.embedding.shape == (encoder.dim,)
-    assert verify(photo, photo, pixel_run, threshold=0.5, ignore_occluded=True).same
+    covered = photo.copy()
+    covered[45:62, 30:120] = 0
+    verdict = verify(photo, covered, pixel_run, threshold=0.5, ignore_occluded=True)
+    assert 0 < verdict.distance < 2
     with pytest.raises(ValueError, match="ignoring occluders needs a ViT run"):
         embed(photo, "pixels", ignore_occluded=True)
