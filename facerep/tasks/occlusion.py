@@ -384,25 +384,9 @@ def fit_run_prior(
     """
     from facerep.runs import read_run_config
     from facerep.tasks.occlusion_prior import save_prior
-    from facerep.train.data import PretrainFaces
+    from facerep.train.whiten import run_training_faces
 
-    config = read_run_config(run)
-    train = config.train
-    paths = datasets or [part["path"] for part in config.data]
-    if not paths:
-        raise ValueError(f"{run}: records no datasets; name the clean faces to fit the prior on")
-    faces = PretrainFaces(
-        paths,
-        config.preprocess.input_size,
-        float(train.get("holdout_fraction", 0.5)),
-        int(train.get("split_seed", 0)),
-        bool(train.get("use_all_identities", False)),
-    )
-    if faces.padding != config.preprocess.crop_padding:
-        raise ValueError(
-            f"{', '.join(paths)}: cropped with padding {faces.padding:g}, the run with "
-            f"{config.preprocess.crop_padding:g}: prepare the faces as the run's were"
-        )
+    faces = run_training_faces(run, read_run_config(run), datasets, "the occlusion prior")
     rows = np.random.default_rng(seed).permutation(len(faces))[:max_faces]
     crops = faces.imgs[np.sort(rows)].permute(0, 2, 3, 1).numpy()
     prior = fit_occlusion_prior(OcclusionMapper(run, prior=False), crops, seed)

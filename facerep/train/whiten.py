@@ -8,13 +8,17 @@ unlabelled corpus and the training identities the run already saw, never the hel
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from facerep.runs import Preprocess, weights_digest
+from facerep.runs import Preprocess, RunConfig, weights_digest
 from facerep.whitening import DEFAULT_COMPONENTS, Whitening, fit_whitening, save_whitening
+
+if TYPE_CHECKING:
+    from facerep.train.data import PretrainFaces
 
 # Each kept direction's variance is estimated from at least this many faces: a whitening with
 # as many directions as faces maps its own faces to equal distances and amplifies noise.
@@ -86,15 +90,39 @@ def whiten_run(
     held-out identities stay unseen; the defaults of `components` and `max_faces` are the run's.
     """
     from facerep.runs import load_run_model
-    from facerep.train.data import PretrainFaces
 
     model, config = load_run_model(run)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     train = config.train
+    faces = run_training_faces(run, config, datasets, "the whitening")
+    return fit_run_whitening(
+        run,
+        model,
+        faces.imgs,
+        config.preprocess,
+        components=components or int(train.get("whiten_components") or DEFAULT_COMPONENTS),
+        max_faces=max_faces or int(train.get("whiten_faces") or _default("whiten_faces")),
+        seed=int(train.get("seed", 0)),
+        device=device,
+    )
+
+
+def run_training_faces(
+    run: str | Path, config: RunConfig, datasets: list[str] | None, purpose: str
+) -> PretrainFaces:
+    """The faces of `datasets` (default: those RUN trained on) as the run saw them: its input
+    size, and of identity datasets only the training identities of its split.
+
+    Raises:
+        ValueError: no datasets, or faces cropped with another padding than the run's.
+    """
+    from facerep.train.data import PretrainFaces
+
+    train = config.train
     paths = datasets or [part["path"] for part in config.data]
     if not paths:
-        raise ValueError(f"{run}: records no datasets; name the faces to fit the whitening on")
+        raise ValueError(f"{run}: records no datasets; name the faces to fit {purpose} on")
     faces = PretrainFaces(
         paths,
         config.model.img_size,
@@ -107,16 +135,7 @@ def whiten_run(
             f"{', '.join(paths)}: cropped with padding {faces.padding:g}, the run with "
             f"{config.preprocess.crop_padding:g}: prepare the faces as the run's were"
         )
-    return fit_run_whitening(
-        run,
-        model,
-        faces.imgs,
-        config.preprocess,
-        components=components or int(train.get("whiten_components") or DEFAULT_COMPONENTS),
-        max_faces=max_faces or int(train.get("whiten_faces") or _default("whiten_faces")),
-        seed=int(train.get("seed", 0)),
-        device=device,
-    )
+    return faces
 
 
 def _default(name: str) -> object:
