@@ -97,8 +97,9 @@ def embed(
 
 def occlusion_mapper(encoder: Encoder) -> OcclusionMapper:
     """The occlusion mapper of a run's encoder (its prior required), loaded once per run and
-    loaded again when its weights or its prior change."""
-    from facerep.runs import weights_digest
+    loaded again when its weights or its prior change (seen from the files' stat: no hashing
+    per call)."""
+    from facerep.runs import WEIGHTS_FILE
     from facerep.tasks.occlusion_prior import PRIOR_FILE
 
     run = getattr(encoder, "run", None)
@@ -107,13 +108,21 @@ def occlusion_mapper(encoder: Encoder) -> OcclusionMapper:
             f"{encoder.name}: not a facerep run; ignoring occluders needs a ViT run with an "
             "occlusion prior (`facerep occlusion-prior RUN`)"
         )
-    prior = Path(run) / PRIOR_FILE
-    stamp = prior.stat().st_mtime_ns if prior.is_file() else 0
-    return _cached_mapper(str(Path(run).resolve()), weights_digest(run), stamp)
+    stamps = tuple(_stamp(Path(run) / name) for name in (WEIGHTS_FILE, PRIOR_FILE))
+    return _cached_mapper(str(Path(run).resolve()), stamps)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    """(modification time in ns, size) of a file, or (0, 0) where there is none."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return 0, 0
+    return info.st_mtime_ns, info.st_size
 
 
 @functools.lru_cache(maxsize=4)
-def _cached_mapper(run: str, weights: str, prior_stamp: int) -> OcclusionMapper:
+def _cached_mapper(run: str, stamps: tuple) -> OcclusionMapper:
     from facerep.tasks.occlusion import OcclusionMapper
 
     return OcclusionMapper(run, prior=True)

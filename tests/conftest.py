@@ -77,19 +77,17 @@ def link_orl(shared_data: Path, root: Path, people: range, images: range) -> Pat
 @pytest.fixture(scope="session")
 def tiny_run(lfw_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A vit-test run pretrained for two epochs on the LFW sample: a facerep encoder in seconds."""
+    return pretrain_vit_test(lfw_dataset, tmp_path_factory.mktemp("runs") / "vit-test-run", 2)
+
+
+def pretrain_vit_test(dataset: Path, out: Path, epochs: int, **overrides: object) -> Path:
+    """Pretrain vit-test on `dataset` into `out` with the tests' small settings; returns `out`."""
     from facerep.train.config import TrainConfig
     from facerep.train.loop import pretrain
 
-    out = tmp_path_factory.mktemp("runs") / "vit-test-run"
+    settings = {"batch_size": 16, "warmup_epochs": 1.0, "lr": 2e-3, "threads": 1, **overrides}
     config = TrainConfig(
-        datasets=(str(lfw_dataset),),
-        out=str(out),
-        model="vit-test",
-        epochs=2,
-        batch_size=16,
-        warmup_epochs=1.0,
-        lr=2e-3,
-        threads=1,
+        datasets=(str(dataset),), out=str(out), model="vit-test", epochs=epochs, **settings
     )
     pretrain(config)
     return out
@@ -106,22 +104,9 @@ def pixel_run(lfw_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     from facerep.data.store import open_dataset
     from facerep.tasks.occlusion import OcclusionMapper, fit_occlusion_prior
     from facerep.tasks.occlusion_prior import save_prior
-    from facerep.train.config import TrainConfig
-    from facerep.train.loop import pretrain
 
     out = tmp_path_factory.mktemp("runs") / "pixel-run"
-    config = TrainConfig(
-        datasets=(str(lfw_dataset),),
-        out=str(out),
-        model="vit-test",
-        epochs=8,
-        batch_size=16,
-        warmup_epochs=1.0,
-        lr=2e-3,
-        threads=1,
-        model_overrides={"norm_pix_loss": False},
-    )
-    pretrain(config)
+    pretrain_vit_test(lfw_dataset, out, 8, model_overrides={"norm_pix_loss": False})
     crops = np.asarray(open_dataset(lfw_dataset).crops)
     save_prior(out, fit_occlusion_prior(OcclusionMapper(out, prior=False), crops[:PRIOR_FACES]))
     return out

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from facerep.encoders.base import l2_normalise
 from facerep.files import file_digest
 from facerep.models.config import Pool
+from facerep.models.masking import rows_by_mask_count
 from facerep.runs import load_run_model, weights_digest
 from facerep.whitening import WHITENING_FILE, Whitening, load_whitening
 
@@ -116,9 +117,7 @@ class RunEncoder:
     def _pooled_visible(self, imgs: torch.Tensor, hidden: torch.Tensor) -> np.ndarray:
         """Mean visible patch token `[N, D]`; rows hiding different counts in separate passes."""
         pooled = torch.empty(len(imgs), self.config.preprocess.embed_dim, device=self.device)
-        counts = hidden.sum(dim=1)
-        for count in counts.unique():
-            rows = (counts == count).nonzero()[:, 0]
+        for rows in rows_by_mask_count(hidden):
             latent, _, _ = self.model.forward_encoder(imgs[rows], mask=hidden[rows].float())
             pooled[rows] = latent[:, 1:].mean(dim=1).float()
         return pooled.cpu().numpy()

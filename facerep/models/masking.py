@@ -17,6 +17,7 @@ in `patchify` order (row by row).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Literal, NamedTuple
 
 import torch
@@ -72,6 +73,17 @@ def num_masked(num_patches: int, ratio: float) -> int:
         raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
     # The epsilon rounds exact halves up despite float error (45 * 0.7 = 31.499999999999996).
     return min(num_patches, math.floor(num_patches * ratio + 0.5 + 1e-9))
+
+
+def rows_by_mask_count(mask: torch.Tensor) -> Iterator[torch.Tensor]:
+    """The row indices of an `[N, L]` 0/1 mask, grouped by how many patches each row hides.
+
+    The encoder batches equal-length token lists, so masks that hide different counts (an
+    occluder's patches, say) are run one group at a time.
+    """
+    counts = mask.sum(dim=1)
+    for count in counts.unique():
+        yield (counts == count).nonzero()[:, 0]
 
 
 def mask_from_scores(scores: torch.Tensor, ratio: float) -> PatchMask:

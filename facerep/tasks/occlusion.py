@@ -32,7 +32,7 @@ import torch
 from facerep.encoders.run import RunEncoder, model_inputs
 from facerep.faces.dlib_models import DetectorName
 from facerep.models.losses import patch_norm_stats
-from facerep.models.masking import face_regions
+from facerep.models.masking import face_regions, rows_by_mask_count
 from facerep.models.vit import patchify, unpatchify
 from facerep.runs import load_run_model, weights_digest
 from facerep.tasks.occlusion_prior import OcclusionPrior, run_prior
@@ -171,9 +171,7 @@ class OcclusionMapper:
         pred = torch.empty(
             (*masked.shape, self.model.patch_size**2 * self.model.in_chans), device=self.device
         )
-        counts = masked.sum(dim=1)
-        for count in counts.unique():
-            rows = (counts == count).nonzero()[:, 0]
+        for rows in rows_by_mask_count(masked):
             _, pred[rows], _ = self.model(imgs[rows], mask=masked[rows].float())
         return pred
 
@@ -187,12 +185,19 @@ class OcclusionMapper:
         `landmarks`: `[N, 5, 2]` in crop pixels, for the per-region shares; the template's
         points at the run's padding when not given.
         """
+        if len(faces) == 0:
+            return []
         threshold = self.prior.threshold_ if self.prior else SELF_THRESHOLD
-        first = self.normalise(self.residuals(faces))
-        masks = np.stack([outlier_mask(m, threshold) for m in first]) if len(first) else first
-        hidden = patch_shares(masks, self.model.patch_size) >= HIDE_PATCH_SHARE
-        residuals = self.residuals(faces, hidden) if hidden.any() else self.residuals(faces)
+        residuals = self.residuals(faces)
         normalised = self.normalise(residuals)
+        masks = np.stack([outlier_mask(m, threshold) for m in normalised])
+        hidden = patch_shares(masks, self.model.patch_size) >= HIDE_PATCH_SHARE
+        # Only the faces with outliers are reconstructed again; the others' second pass would
+        # hide nothing more and give the same residuals.
+        again = np.flatnonzero(hidden.any(axis=1))
+        if len(again):
+            residuals[again] = self.residuals(faces[again], hidden[again])
+            normalised[again] = self.normalise(residuals[again])
         points = _crop_points(landmarks, len(faces), faces.shape[1], self.input_size, self.padding)
         return [
             _occlusion_map(r.mean(axis=-1), n, outlier_mask(n, threshold), p)
