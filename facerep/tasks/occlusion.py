@@ -222,14 +222,14 @@ class OcclusionMapper:
     def embed_ignoring_occluders(self, encoder: RunEncoder, faces: np.ndarray) -> np.ndarray:
         """`encoder`'s embeddings of `[N, S, S, 3]` uint8 aligned faces, leaving out the patches
         each face's occlusion map marks (`HIDE_PATCH_SHARE` of the patch or more)."""
-        maps = self.maps(faces)
-        masks = np.stack([m.mask for m in maps]) if maps else np.zeros((0, 1, 1), bool)
         grid = encoder.model.grid_size
         patch = self.input_size // grid[0]
-        if len(faces) and patch * grid[0] != self.input_size:
+        if patch * grid[0] != self.input_size:
             raise ValueError(f"{encoder.run}: its patch grid does not tile this run's input")
-        shares = patch_shares(masks, patch) if len(faces) else np.zeros((0, grid[0] * grid[1]))
-        return encoder.embed_visible(faces, shares >= HIDE_PATCH_SHARE)
+        if len(faces) == 0:
+            return encoder.embed_visible(faces, np.zeros((0, grid[0] * grid[1]), bool))
+        masks = np.stack([m.mask for m in self.maps(faces)])
+        return encoder.embed_visible(faces, patch_shares(masks, patch) >= HIDE_PATCH_SHARE)
 
     def embed_photo(
         self,
