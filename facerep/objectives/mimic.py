@@ -61,7 +61,7 @@ class Mimic(Objective):
     """
 
     # The teacher's embeddings share a common direction a student can match alone.
-    collapse_advice = "more faces, more epochs, or --mimic-loss cosine+relation"
+    collapse_advice = "--teacher-centred, more faces or epochs, or --mimic-loss cosine+relation"
 
     def __init__(
         self,

@@ -145,6 +145,12 @@ class TrainConfig:
         4, "Fixed views per face the student learns the teacher's answer on (view 0: the "
         "crop itself).", low=1,
     )
+    # dlib's unit embeddings share one direction (mean norm 0.93), which is most of a raw
+    # cosine; centred, the student's loss is all about what tells faces apart.
+    teacher_centred: bool = option(
+        False, "Distil the teacher's embeddings with their mean (over the training faces' "
+        "views) taken away, renormalised."
+    )
     mimic_weight: float = option(
         1.0, "Weight of the mimic loss (beside the reconstruction for an autoencoder).", low=0.0
     )
@@ -184,6 +190,8 @@ class TrainConfig:
                 raise ValueError(
                     f"--teacher is for objectives that distil (mimic), not {self.objective}"
                 )
+        elif self.teacher_centred:
+            raise ValueError("--teacher-centred centres a teacher's embeddings: pass --teacher")
 
     @property
     def warmup_epochs_used(self) -> float:

@@ -46,6 +46,8 @@ class PretrainFaces(Dataset):
         teacher: load this teacher's cached embeddings of each face's fixed views (`teacher`,
             `facerep.train.teacher`), for distillation; "" for none.
         teacher_views: how many of the cached views to use.
+        teacher_centred: take the mean of the teacher's embeddings (of these faces) away from
+            every target (`TeacherTargets.centred`).
     """
 
     def __init__(
@@ -57,6 +59,7 @@ class PretrainFaces(Dataset):
         use_all_identities: bool = False,
         teacher: str = "",
         teacher_views: int = 4,
+        teacher_centred: bool = False,
     ):
         if not paths:
             raise ValueError("no dataset given: pass one or more folders made by `facerep prepare`")
@@ -81,6 +84,8 @@ class PretrainFaces(Dataset):
         self.landmarks = torch.cat(landmarks)
         # The teacher's embeddings and view parameters of every face, in the same order.
         self.teacher: TeacherTargets | None = TeacherTargets.concat(targets) if targets else None
+        if self.teacher is not None and teacher_centred:
+            self.teacher = self.teacher.centred()
         if len(self.imgs) == 0:
             raise ValueError(f"no faces to train on in {', '.join(map(str, paths))}")
 

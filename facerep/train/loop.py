@@ -218,6 +218,7 @@ class _Trainer:
             config.use_all_identities,
             config.teacher,
             config.teacher_views,
+            config.teacher_centred,
         )
         self.loader, self.sampler = self._make_loader()
         self.steps_per_epoch = len(self.loader)
