@@ -24,6 +24,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -131,6 +132,15 @@ def end_to_end(photos: list[Path], encoders: list[tuple[str, object]]) -> list[d
     return rows
 
 
+def _threads(recipe: dict) -> str:
+    return f" ({recipe['threads']} threads)" if recipe.get("threads") else ""
+
+
+def _centred(run: str) -> bool:
+    config = Path(run) / "config.json"
+    return config.is_file() and json.loads(config.read_text())["train"].get("teacher_centred")
+
+
 def markdown(report: dict) -> str:
     """The human-readable tables."""
     m = report["machine"]
@@ -151,8 +161,9 @@ def markdown(report: dict) -> str:
             f"- `{Path(run).name}`: {recipe['objective']} on {recipe['model']} "
             f"(`{recipe['file']}`), {len(summary['epoch_losses'])} epochs of "
             f"{recipe['batch_size']}, {summary['seconds_this_session'] / 60:.1f} min at "
-            f"{summary['images_per_sec']} images/s on {summary['device']}; last teacher cosine "
-            f"{summary.get('last_teacher_cosine')}"
+            f"{summary['images_per_sec']} images/s on {summary['device']}"
+            f"{_threads(recipe)}; last teacher cosine {summary.get('last_teacher_cosine')}"
+            f"{' (centred targets)' if _centred(run) else ''}"
         )
     for dataset, table in report["identity"].items():
         rows = [

@@ -116,7 +116,7 @@ def pretrain_run(spec: str, datasets: dict[str, Path], runs: Path) -> tuple[Path
     train = json.loads((run / "config.json").read_text())["train"]
     summary["recipe"] = {
         "file": f"bench/recipes/{recipe}.toml",
-        **{key: train.get(key) for key in ("model", "epochs", "batch_size")},
+        **{key: train.get(key) for key in ("model", "epochs", "batch_size", "threads")},
         "objective": train.get("objective", "reconstruction"),  # runs before objectives
     }
     return run, summary

@@ -12,7 +12,7 @@ import pytest
 
 import facerep
 from facerep.data.store import open_dataset
-from facerep.encoders.calibration import Calibration, save_calibration
+from facerep.encoders.calibration import Calibration, current_threshold, save_calibration
 from facerep.encoders.onnx import OnnxEncoder
 from facerep.encoders.onnx_export import export_onnx
 from tests.cli.test_app import facerep as facerep_cli
@@ -112,3 +112,29 @@ def test_the_cli_exports_and_every_tool_takes_the_file(
     bad = facerep_cli("verify", str(photos / "s1" / "1.pgm"), str(photos / "s1" / "2.pgm"),
                       "-e", str(tmp_path / "absent.onnx"))  # fmt: skip
     assert bad.returncode == 2 and "absent.onnx: no such ONNX file" in bad.stderr
+
+
+def test_calibrate_and_serve_take_the_file(
+    exported: Path, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from facerep.service import ServiceSettings, create_app
+
+    monkeypatch.setenv("FACEREP_HOME", str(tmp_path / "home"))  # the file's calibration lands here
+    folder = link_orl(shared_data, tmp_path / "orl", range(1, 17), range(1, 9))
+    result = facerep_cli("calibrate", str(folder), "-e", str(exported), "--far", "1e-2", "--json")
+    assert result.returncode == 0, result.stderr
+    calibration = json.loads(result.stdout)
+    assert Path(calibration["stored"]).is_relative_to(tmp_path / "home")
+    # The new calibration, not the one the file carries (0.3125), is the file's threshold now.
+    assert current_threshold(OnnxEncoder(exported)) == calibration["threshold"] != 0.3125
+    photos = {k: ((folder / "s1" / f"{n}.pgm").read_bytes()) for k, n in (("a", 1), ("b", 2))}
+    (tmp_path / "galleries").mkdir()
+    settings = ServiceSettings(
+        gallery_dir=tmp_path / "galleries", encoder=str(exported), read_only=True
+    )
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/verify", files={k: (f"{k}.pgm", v) for k, v in photos.items()})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["threshold"] == calibration["threshold"]
