@@ -108,7 +108,8 @@ def _config_option(item: Field) -> inspect.Parameter:
             item.name, inspect.Parameter.KEYWORD_ONLY, default=False,
             annotation=Annotated[bool, option],
         )
-    help_text += f" (default {default})"
+    if default not in ("", None):  # an empty default (no teacher, no start run) says nothing
+        help_text += f" (default {default})"
     option = typer.Option(f"--{dashed}", help=help_text, show_default=False)
     return inspect.Parameter(
         item.name, inspect.Parameter.KEYWORD_ONLY, default=None,

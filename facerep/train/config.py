@@ -66,6 +66,11 @@ class TrainConfig:
     model_overrides: dict[str, Any] = option(
         help="Model config fields to change, e.g. {decoder_depth = 2}.", cli=False, factory=dict
     )
+    # A student can start from a self-supervised run instead of random weights (issue 13).
+    init_from: str = option(
+        "", "Start from this run's weights (a run of the same model) instead of random ones; "
+        "momentum copies start from them too, projection heads afresh."
+    )
     objective: str = option(
         DEFAULT_OBJECTIVE, "What the model learns from (see list-objectives)."
     )

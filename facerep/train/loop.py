@@ -24,7 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from facerep.files import atomic_write
-from facerep.models.registry import create_model
+from facerep.models.config import ModelConfig
+from facerep.models.registry import create_model, model_config
 from facerep.objectives.base import PretrainBatch, PretrainObjective, Previews, View
 from facerep.objectives.registry import DEFAULT_OBJECTIVE, create_objective
 from facerep.outputs import claim_output
@@ -32,6 +33,7 @@ from facerep.runs import (
     CONFIG_FILE,
     Preprocess,
     RunConfig,
+    load_run_model,
     read_run_config,
     write_run_config,
 )
@@ -136,6 +138,7 @@ def pretrain(
         TrainingDiverged: the loss became NaN or infinite.
         ValueError: bad datasets, model name or batch size.
     """
+    start = initial_weights(config) if config.init_from and not resume else None
     claim_output(config.out, config.datasets, kind="pretrain", overwrite=overwrite)
     if not resume and not overwrite and (Path(config.out) / CONFIG_FILE).exists():
         raise ValueError(
@@ -147,9 +150,33 @@ def pretrain(
     try:
         if overwrite and not resume:
             _clear_on_main(Path(config.out), world)
-        return _Trainer(config, world, device, resume).run(on_step, stop_after)
+        return _Trainer(config, world, device, resume, start).run(on_step, stop_after)
     finally:
         shutdown(world)
+
+
+def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights of `config.init_from`, checked to fit `config.model` (one-line errors)."""
+    source = Path(config.init_from)
+    if source.resolve() == Path(config.out).resolve():
+        raise ValueError(f"--init-from {source}: that is this run's own folder; use --resume")
+    theirs = read_run_config(source).model
+    ours = model_config(config.model, **config.model_overrides)
+    if theirs != ours:
+        detail = f" ({_differences(theirs, ours)})" if theirs.name == ours.name else ""
+        raise ValueError(
+            f"--init-from {source}: its model is {theirs.name}{detail}, this run trains "
+            f"{ours.name}"
+        )
+    model, _ = load_run_model(source)
+    return model.state_dict()
+
+
+def _differences(theirs: ModelConfig, ours: ModelConfig) -> str:
+    """`field theirs != ours` for each field where two model configs differ."""
+    mine, other = ours.to_dict(), theirs.to_dict()
+    changed = [f"{k} {other.get(k)} != {v}" for k, v in mine.items() if other.get(k) != v]
+    return ", ".join(changed) or "other fields"
 
 
 def _clear_on_main(run: Path, world: World) -> None:
@@ -200,13 +227,23 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 class _Trainer:
-    def __init__(self, config: TrainConfig, world: World, device: torch.device, resume: bool):
+    def __init__(
+        self,
+        config: TrainConfig,
+        world: World,
+        device: torch.device,
+        resume: bool,
+        start: dict[str, torch.Tensor] | None = None,
+    ):
         if config.threads:
             torch.set_num_threads(config.threads)
         self.config, self.world, self.device = config, world, device
         self.run_dir = Path(config.out)
         torch.manual_seed(config.seed)  # the same initial weights on every process
-        self.model = create_model(config.model, **config.model_overrides).to(device)
+        self.model = create_model(config.model, **config.model_overrides)
+        if start is not None:  # before the objective copies the model (momentum encoders)
+            self.model.load_state_dict(start)
+        self.model = self.model.to(device)
         self.objective: PretrainObjective = create_objective(
             config.objective, self.model, config.to_dict()
         ).to(device)

@@ -187,3 +187,26 @@ def test_sgd_is_there_for_the_recipes_that_use_it(lfw_dataset, tmp_path, monkeyp
     assert np.isfinite(result.losses).all() and result.epoch_losses[-1] < result.epoch_losses[0]
     with pytest.raises(ValueError, match="optimizer must be one of 'adamw', 'sgd'"):
         TrainConfig(optimizer="lamb")
+
+
+def test_a_run_can_start_from_another_runs_weights(lfw_dataset, tmp_path):
+    first = pretrain(tiny_config(lfw_dataset, tmp_path / "first", epochs=6, whiten_components=0))
+    fresh = pretrain(tiny_config(lfw_dataset, tmp_path / "fresh", whiten_components=0),
+                     stop_after=1)  # fmt: skip
+    later = pretrain(tiny_config(lfw_dataset, tmp_path / "later", whiten_components=0,
+                                 init_from=str(tmp_path / "first")), stop_after=1)  # fmt: skip
+    # Its first step is where the first run ended, not where a random start is.
+    assert abs(later.losses[0] - first.losses[-1]) < abs(fresh.losses[0] - first.losses[-1]) / 3
+    saved = json.loads((tmp_path / "later" / "config.json").read_text())["train"]
+    assert saved["init_from"] == str(tmp_path / "first")
+    rest = pretrain(resume_config(tmp_path / "later"), resume=True)  # resumes its own weights
+    assert rest.steps == 10
+
+    other = tiny_config(lfw_dataset, tmp_path / "other", model="resnet-tiny",
+                        init_from=str(tmp_path / "first"))  # fmt: skip
+    refused = r"--init-from .*first: its model is mae_vit_test_p8_32, this run trains resnet_tiny"
+    with pytest.raises(ValueError, match=refused):
+        pretrain(other)
+    assert not (tmp_path / "other").exists()  # refused before anything is written
+    with pytest.raises(ValueError, match=r"absent: not a facerep run directory"):
+        pretrain(tiny_config(lfw_dataset, tmp_path / "x", init_from=str(tmp_path / "absent")))
