@@ -24,7 +24,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -136,11 +135,6 @@ def _threads(recipe: dict) -> str:
     return f" ({recipe['threads']} threads)" if recipe.get("threads") else ""
 
 
-def _centred(run: str) -> bool:
-    config = Path(run) / "config.json"
-    return config.is_file() and json.loads(config.read_text())["train"].get("teacher_centred")
-
-
 def markdown(report: dict) -> str:
     """The human-readable tables."""
     m = report["machine"]
@@ -163,7 +157,7 @@ def markdown(report: dict) -> str:
             f"{recipe['batch_size']}, {summary['seconds_this_session'] / 60:.1f} min at "
             f"{summary['images_per_sec']} images/s on {summary['device']}"
             f"{_threads(recipe)}; last teacher cosine {summary.get('last_teacher_cosine')}"
-            f"{' (centred targets)' if _centred(run) else ''}"
+            f"{' (centred targets)' if recipe.get('teacher_centred') else ''}"
         )
     for dataset, table in report["identity"].items():
         rows = [

@@ -87,6 +87,9 @@ def prepare_all(data_dir: Path, work: Path) -> dict[str, Path]:
     return out
 
 
+RECIPE_KEYS = ("model", "epochs", "batch_size", "threads", "teacher_centred")  # shown per run
+
+
 def pretrain_run(spec: str, datasets: dict[str, Path], runs: Path) -> tuple[Path, dict]:
     """Train one run from its recipe unless its directory already holds a finished one.
 
@@ -116,7 +119,7 @@ def pretrain_run(spec: str, datasets: dict[str, Path], runs: Path) -> tuple[Path
     train = json.loads((run / "config.json").read_text())["train"]
     summary["recipe"] = {
         "file": f"bench/recipes/{recipe}.toml",
-        **{key: train.get(key) for key in ("model", "epochs", "batch_size", "threads")},
+        **{key: train.get(key) for key in RECIPE_KEYS},
         "objective": train.get("objective", "reconstruction"),  # runs before objectives
     }
     return run, summary

@@ -66,7 +66,7 @@ class TrainConfig:
     model_overrides: dict[str, Any] = option(
         help="Model config fields to change, e.g. {decoder_depth = 2}.", cli=False, factory=dict
     )
-    # A student can start from a self-supervised run instead of random weights (issue 13).
+    # A distilled student can start from what a self-supervised run learned, not from noise.
     init_from: str = option(
         "", "Start from this run's weights (a run of the same model) instead of random ones; "
         "momentum copies start from them too, projection heads afresh."

@@ -160,23 +160,21 @@ def initial_weights(config: TrainConfig) -> dict[str, torch.Tensor]:
     source = Path(config.init_from)
     if source.resolve() == Path(config.out).resolve():
         raise ValueError(f"--init-from {source}: that is this run's own folder; use --resume")
-    theirs = read_run_config(source).model
-    ours = model_config(config.model, **config.model_overrides)
+    model, run = load_run_model(source)  # one-line errors for a missing or damaged run
+    theirs, ours = run.model, model_config(config.model, **config.model_overrides)
     if theirs != ours:
         detail = f" ({_differences(theirs, ours)})" if theirs.name == ours.name else ""
         raise ValueError(
             f"--init-from {source}: its model is {theirs.name}{detail}, this run trains "
             f"{ours.name}"
         )
-    model, _ = load_run_model(source)
     return model.state_dict()
 
 
 def _differences(theirs: ModelConfig, ours: ModelConfig) -> str:
     """`field theirs != ours` for each field where two model configs differ."""
     mine, other = ours.to_dict(), theirs.to_dict()
-    changed = [f"{k} {other.get(k)} != {v}" for k, v in mine.items() if other.get(k) != v]
-    return ", ".join(changed) or "other fields"
+    return ", ".join(f"{k} {other.get(k)} != {v}" for k, v in mine.items() if other.get(k) != v)
 
 
 def _clear_on_main(run: Path, world: World) -> None:

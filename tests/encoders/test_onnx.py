@@ -129,7 +129,7 @@ def test_calibrate_and_serve_take_the_file(
     assert Path(calibration["stored"]).is_relative_to(tmp_path / "home")
     # The new calibration, not the one the file carries (0.3125), is the file's threshold now.
     assert current_threshold(OnnxEncoder(exported)) == calibration["threshold"] != 0.3125
-    photos = {k: ((folder / "s1" / f"{n}.pgm").read_bytes()) for k, n in (("a", 1), ("b", 2))}
+    photos = {k: (folder / "s1" / f"{n}.pgm").read_bytes() for k, n in (("a", 1), ("b", 2))}
     (tmp_path / "galleries").mkdir()
     settings = ServiceSettings(
         gallery_dir=tmp_path / "galleries", encoder=str(exported), read_only=True
