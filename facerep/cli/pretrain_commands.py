@@ -242,6 +242,8 @@ def _report(result: PretrainResult, quiet: bool, json: bool) -> None:
             f"[yellow]warning:[/yellow] no whitening fitted ({escape(whitening['error'])}); "
             "the run embeds raw until `facerep whiten` fits one", highlight=False
         )
+    elif whitening and "skipped" in whitening:
+        console.print(f"whitening: none, {escape(whitening['skipped'])}", highlight=False)
     elif whitening:
         console.print(
             f"whitening: {whitening['components']:.0f} components fitted on "

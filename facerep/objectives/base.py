@@ -97,6 +97,9 @@ class Objective(nn.Module):
     """
 
     num_views = 1
+    # Whether the run fits a PCA whitening of the embedding at the end (`whiten_components`):
+    # False where the embedding is already a metric space the whitening would distort.
+    fits_whitening = True
 
     def __init__(self, model: nn.Module):
         super().__init__()

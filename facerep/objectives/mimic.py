@@ -57,7 +57,8 @@ class Mimic(Objective):
         mimic_loss: "cosine", "relation" or "cosine+relation".
 
     A model whose embedding has the teacher's size is compared directly, so the embedding it
-    ships is the distilled one; any other gets a projection head, dropped after training.
+    ships is the distilled one, unwhitened; any other gets a projection head, dropped after
+    training.
     """
 
     # The teacher's embeddings share a common direction a student can match alone.
@@ -83,6 +84,12 @@ class Mimic(Objective):
         self.mimic_weight, self.mimic_loss = mimic_weight, mimic_loss
         same_size = model.embed_dim == dim
         self.head = nn.Identity() if same_size else projection_head(model.embed_dim, dim)
+        # A student in the teacher's own space ships it unwhitened: a whitening fitted on its
+        # faces re-weights the teacher's geometry (the Spearman agreement of pairwise cosines
+        # with dlib's on 1,500 training faces, 40 epochs: 0.87 raw, 0.23 whitened), and on
+        # held-out identities the raw student measured better on average at 10, 20 and 40
+        # epochs (bench/results/distillation.md of commit 7c9fc25).
+        self.fits_whitening = not same_size
 
     def forward(self, batch: PretrainBatch) -> dict[str, torch.Tensor]:
         """The mimic loss of this process's rows, and how close the student is."""

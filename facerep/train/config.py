@@ -168,7 +168,8 @@ class TrainConfig:
     # Whitening needs no labels, so the run fits it on its own faces and its encoder applies it.
     whiten_components: int = option(
         128, "PCA-whitening components fitted at the end on the training faces and applied by "
-        "the run's encoder (0: raw embeddings).", low=0,
+        "the run's encoder (0: raw embeddings; a student in its teacher's space has none).",
+        low=0,
     )
     whiten_faces: int = option(
         10000, "Most training faces the whitening is fitted on (a seeded sample); it keeps "

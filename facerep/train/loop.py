@@ -76,6 +76,10 @@ GRID_FACES = 8
 COLLAPSED_SPREAD = 0.01
 # The step number whose generator draws the preview's randomness (masks): never a training step.
 GRID_STEP = 2**63 - 1
+WHITENING_SKIPPED = (
+    "{} embeds in its teacher's own space, which a whitening would distort "
+    "(`facerep whiten RUN` fits one anyway)"
+)
 
 
 class TrainingDiverged(RuntimeError):
@@ -107,7 +111,8 @@ class PretrainResult:
     parameter_spread: float = 0.0
     figure: Path | None = None  # the objective's preview (reconstructions.png), if it has one
     collapse: str | None = None  # why the embeddings look collapsed, when they do
-    whitening: dict[str, Any] | None = None  # the whitening fitted at the end (or its error)
+    # the whitening fitted at the end, or its error, or why the objective fits none
+    whitening: dict[str, Any] | None = None
 
 
     @property
@@ -506,6 +511,9 @@ class _Trainer:
         A failure leaves the finished run whole (it embeds raw) and is reported in the summary.
         """
         if not self.config.whiten_components or len(self.data) < FACES_PER_COMPONENT:
+            return
+        if not getattr(self.objective, "fits_whitening", True):
+            self._whitening = {"skipped": WHITENING_SKIPPED.format(self.config.objective)}
             return
         start = time.perf_counter()
         try:

@@ -14,7 +14,7 @@ from facerep.models.registry import MODEL_ALIASES, build_model, model_config
 
 def test_list_models_names_every_size_and_filters() -> None:
     names = list_models()
-    assert names == sorted(names) and len(names) == 10
+    assert names == sorted(names) and len(names) == 11
     assert "mae_vit_base_p16_112" in names and "conv_ae_112" in names
     assert list_models("conv_ae_*") == ["conv_ae_112", "conv_ae_64"]
     assert list_models("nothing*") == []
@@ -30,6 +30,7 @@ ALIASES = {
     "conv-ae": ("conv_ae_64", ("conv_ae", 64, 8, 256, 4)),
     "resnet-tiny": ("resnet_tiny_64", ("resnet", 64, 16, 256, 4)),
     "resnet-small": ("resnet_small_64", ("resnet", 64, 16, 128, 4)),
+    "resnet-medium": ("resnet_medium_64", ("resnet", 64, 16, 128, 4)),
 }
 # The ViT sizes a name's width word stands for (DeiT's tiny and small, ViT's base).
 VIT_WIDTHS = {"test": 32, "tiny": 192, "small": 384, "base": 768}
@@ -55,8 +56,10 @@ def test_every_alias_is_documented_and_every_name_spells_its_architecture() -> N
         if config.kind == "conv_ae":
             assert name == f"conv_ae_{config.img_size}"
         elif config.kind == "resnet":
-            # The size word stands for the depth: tiny one block a stage, small ResNet-18's two.
+            # The size word stands for the depth: tiny one block a stage, small ResNet-18's two;
+            # medium is small with its late stages wider than ResNet-18's quarter (256).
             size = {4: "tiny", 8: "small"}[sum(config.blocks)]
+            size = "medium" if config.widths[-1] > 256 else size
             assert name == f"resnet_{size}_{config.img_size}"
         else:
             size = name.split("_")[2]

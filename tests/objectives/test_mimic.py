@@ -37,7 +37,8 @@ def teacher_agreement(run: Path, data: Path) -> float:
 def test_the_student_learns_the_teachers_geometry(lfw_teacher: Path, tmp_path: Path) -> None:
     pretrain(config(lfw_teacher, tmp_path / "start", epochs=12), stop_after=1)
     result = pretrain(
-        config(lfw_teacher, tmp_path / "run", epochs=12, mimic_loss="cosine+relation")
+        config(lfw_teacher, tmp_path / "run", epochs=12, mimic_loss="cosine+relation",
+               whiten_components=16)
     )
     epochs = result.epoch_losses
     assert np.isfinite(result.losses).all() and epochs[-1] < 0.7 * epochs[0], epochs
@@ -46,8 +47,11 @@ def test_the_student_learns_the_teachers_geometry(lfw_teacher: Path, tmp_path: P
     before, after = (teacher_agreement(tmp_path / r, lfw_teacher) for r in ("start", "run"))
     # 92 faces, 60 steps at 32 px: the pairwise agreement goes from about 0.08 to 0.22.
     assert after > before + 0.1, (before, after)
-    # The 128-D embedding is the one compared with the teacher: nothing else to drop.
-    assert facerep.load_encoder(tmp_path / "run").dim == 128
+    # The 128-D embedding is the one compared with the teacher: nothing else to drop, and no
+    # whitening to distort the teacher's geometry.
+    encoder = facerep.load_encoder(tmp_path / "run")
+    assert encoder.dim == 128 and not encoder.whitened
+    assert "teacher's own space" in summary["whitening"]["skipped"]
 
 
 def test_a_student_that_only_finds_the_teachers_mean_direction_is_reported_collapsed(
@@ -79,8 +83,10 @@ def test_an_autoencoder_also_reconstructs_and_resumes_exactly(
     lfw_teacher: Path, tmp_path: Path
 ) -> None:
     vit = dict(model="vit-test", model_overrides={}, masking="random", mimic_loss="cosine+relation")
-    whole = pretrain(config(lfw_teacher, tmp_path / "whole", **vit))
+    whole = pretrain(config(lfw_teacher, tmp_path / "whole", **vit, whiten_components=8))
     assert whole.figure is not None and whole.figure.name == "reconstructions.png"
+    # Its pooled tokens are not the teacher's space (a head maps them there): whitened.
+    assert whole.whitening["components"] == 8
     state = load_checkpoint(tmp_path / "whole").objective_state
     assert any(key.startswith("head.") for key in state)  # 32-D tokens -> dlib's 128-D
     summary = json.loads((tmp_path / "whole" / SUMMARY_FILE).read_text())
