@@ -13,7 +13,9 @@ The whole recipe, reproducible from a clean clone with the shared data beside it
    ResNet, each student in PyTorch and in onnxruntime (1 and 2 threads);
 6. end-to-end latency per photo (load, detect, align, embed) with each encoder, against the
    per-face budgets of WebFace260M's FRUITS protocol (100, 500 and 1,000 ms);
-7. write bench/results/distillation.{json,md} with the date and the machine.
+7. each student's agreement with dlib (cosine, the teacher's mean removed) on faces it
+   trained on and on held-out identities: how much is fit and how much carries over;
+8. write bench/results/distillation.{json,md} with the date and the machine.
 
     python bench/distillation.py --run mimic-30m:mimic:20
 """
@@ -32,6 +34,7 @@ import numpy as np
 from machine import code_version, describe_code, describe_machine, write_results
 from representation_quality import DATA, RESULTS, prepare_all, pretrain_run
 
+from facerep.data.splits import identity_split_indices
 from facerep.data.store import open_dataset
 from facerep.encoders.onnx import OnnxEncoder
 from facerep.encoders.onnx_export import export_onnx
@@ -39,7 +42,7 @@ from facerep.encoders.registry import load_encoder
 from facerep.encoders.run import RunEncoder
 from facerep.eval.harness import encoder_variants, evaluate_all, load_eval_data
 from facerep.eval.report import markdown_table
-from facerep.train.teacher import build_teacher_cache
+from facerep.train.teacher import build_teacher_cache, load_teacher_targets
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS = 4
@@ -87,6 +90,53 @@ def identity_tables(datasets: dict[str, Path], runs: list[Path], onnx: list[Path
         results = evaluate_all(data, variants, seed=0)
         tables[name] = {r.name: r.metrics for r in results}
     return tables
+
+
+def teacher_agreement(datasets: dict[str, Path], trained: list[tuple[Path, dict]]) -> dict:
+    """Each student's mean cosine to dlib on view 0 with the teacher's mean taken away (what
+    tells faces apart), on faces it trained on and on held-out identities: the gap between
+    the two is what more faces or views would buy, the level on the first what capacity would.
+
+    Students with a projection head (another embedding size) are left out: their embedding is
+    not the teacher's space.
+    """
+    parts = {"unlabeled (trained)": (datasets["unlabeled"], _sample(datasets["unlabeled"]))}
+    for name in ("orl", "cs131"):
+        train, held = identity_split_indices(open_dataset(datasets[name]).identities, 0.5, 0)
+        parts[f"{name} train ids"], parts[f"{name} held-out"] = (
+            (datasets[name], train), (datasets[name], held)
+        )
+    teacher = {part: _teacher_view0(*where) for part, where in parts.items()}
+    # One mean for every part (the unlabeled sample's), so the levels compare.
+    mean = teacher["unlabeled (trained)"].mean(axis=0)
+    table = {}
+    for run, summary in trained:
+        encoder = load_encoder(run, whiten=False)  # the distilled embedding itself
+        if encoder.dim != mean.shape[0]:
+            continue
+        # A student of centred targets already embeds in the centred space.
+        offset = 0.0 if summary["recipe"].get("teacher_centred") else mean
+        table[run.name] = {
+            part: round(_mean_cosine(
+                encoder.embed(np.asarray(open_dataset(dataset).crops[rows])) - offset,
+                teacher[part] - mean,
+            ), 4)
+            for part, (dataset, rows) in parts.items()
+        }  # fmt: skip
+    return table
+
+
+def _sample(dataset: Path, count: int = 800) -> np.ndarray:
+    size = len(open_dataset(dataset))
+    return np.sort(np.random.default_rng(0).choice(size, min(count, size), replace=False))
+
+
+def _teacher_view0(dataset: Path, rows: np.ndarray) -> np.ndarray:
+    return load_teacher_targets(dataset, "dlib", VIEWS, rows).embeddings[:, 0].numpy()
+
+
+def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
 
 
 def speed_table(faces: np.ndarray, runs: list[Path], onnx: list[Path]) -> list[dict]:
@@ -174,6 +224,10 @@ def markdown(report: dict) -> str:
         ]
         lines += ["", f"## {dataset}: held-out identities (seed 0, half)", "",
                   *markdown_table(["encoder", *COLUMNS], rows)]  # fmt: skip
+    parts = list(next(iter(report["agreement"].values()), {}))
+    rows = [[run, *(f"{row[p]:.3f}" for p in parts)] for run, row in report["agreement"].items()]
+    lines += ["", "## Student-teacher agreement (cosine to dlib, teacher's mean removed, view 0)",
+              "", *markdown_table(["student", *parts], rows)]  # fmt: skip
     keys = ("batch1_faces_per_s", "batch1_ms_per_face", "batch32_faces_per_s",
             "batch32_ms_per_face")  # fmt: skip
     rows = [[r["encoder"], *(str(r[k]) for k in keys)] for r in report["speed"]]
@@ -219,6 +273,7 @@ def main() -> None:
         "caches": caches,
         "runs": {str(run): s for run, s in trained},
         "identity": identity_tables(datasets, runs, onnx),
+        "agreement": teacher_agreement(datasets, trained),
         "speed": speed_table(crops, runs, onnx),
         "end_to_end": end_to_end(photos, chosen),
     }

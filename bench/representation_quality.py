@@ -13,11 +13,11 @@ The whole recipe, reproducible from a clean clone with the shared data beside it
     python bench/representation_quality.py --run mae-15m:mae:6 --run inst-15m:instance:8 ...
 
 A run spec is NAME:RECIPE:EPOCHS; runs live in --work. Each run is reported as shipped (its
-encoder whitened on its own unlabelled training faces: what `verify`, galleries and the service
-use), raw (`:raw`), and raw with whitening fitted on the evaluation's training identities
-(`:raw+whiten`, the protocol of earlier tables); an `--all-heldout` table beside it evaluates on
-every identity with nothing fitted by the evaluation (the runs saw the faces of the training
-half, unlabelled, in pretraining).
+encoder whitened on its own unlabelled training faces where it has a whitening: what `verify`,
+galleries and the service use), raw (`:raw`, where that differs), and raw with whitening
+fitted on the evaluation's training identities (`:raw+whiten`, the protocol of earlier
+tables); an `--all-heldout` table beside it evaluates on every identity with nothing fitted by
+the evaluation (the runs saw the faces of the training half, unlabelled, in pretraining).
 """
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ def pretrain_run(spec: str, datasets: dict[str, Path], runs: Path) -> tuple[Path
         )
         pretrain(config, overwrite=True)
     summary = json.loads((run / "summary.json").read_text())
-    if load_whitening(run) is None:
+    # Only a run older than stored whitening has no entry; others decided (and a distilled
+    # student in its teacher's space fits none).
+    if load_whitening(run) is None and "whitening" not in summary:
         start = time.perf_counter()
         whitening = whiten_run(run)
         summary["whitening"] = {
@@ -126,10 +128,11 @@ def pretrain_run(spec: str, datasets: dict[str, Path], runs: Path) -> tuple[Path
 
 
 def run_encoders(runs: list[Path]) -> list:
-    """Each run as shipped (whitened on its own faces) and raw."""
+    """Each run as shipped (whitened on its own faces where it has a whitening) and raw."""
     encoders = []
     for run in runs:
-        encoders += [load_encoder(run), load_encoder(run, whiten=False)]
+        shipped = load_encoder(run)
+        encoders += [shipped, load_encoder(run, whiten=False)] if shipped.whitened else [shipped]
     return encoders
 
 
@@ -195,13 +198,17 @@ def markdown(report: dict) -> str:
     for run, summary in report["runs"].items():
         losses, recipe = summary["epoch_losses"], summary["recipe"]
         whitening = summary.get("whitening") or {}
+        shipped = (
+            f"no whitening ({whitening['skipped']})" if "skipped" in whitening else
+            f"whitening {whitening.get('components')} components on {whitening.get('faces')} "
+            "of its training faces"
+        )  # fmt: skip
         lines.append(
             f"- `{Path(run).name}`: {recipe['objective']} on {recipe['model']} "
             f"(`{recipe['file']}`), {len(losses)} epochs, {summary['steps']} steps of "
             f"{recipe['batch_size']}, {summary['seconds_this_session'] / 60:.1f} min at "
             f"{summary['images_per_sec']} images/s on {summary['device']}; loss "
-            f"{losses[0]:.3f} -> {losses[-1]:.3f}; whitening {whitening.get('components')} "
-            f"components on {whitening.get('faces')} of its training faces"
+            f"{losses[0]:.3f} -> {losses[-1]:.3f}; {shipped}"
         )
     lines += [
         "",

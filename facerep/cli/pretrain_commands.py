@@ -276,8 +276,9 @@ def whiten_command(
 ) -> None:
     """Fit the run's PCA whitening on unlabelled faces; its encoder then embeds whitened.
 
-    Pretraining does this at its end; use it for runs trained before, or to refit on other
-    faces. Identity datasets give only the run's training identities. Writes
+    Pretraining does this at its end (except for a mimic student in its teacher's own space);
+    use it for runs trained before, to refit on other faces, or to whiten such a student.
+    Identity datasets give only the run's training identities. Writes
     RUN/whitening.safetensors.
     """
     from facerep.train.whiten import whiten_run

@@ -87,8 +87,9 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         # embedding layer): ~2.8M parameters, a few ms a face on one core at 64 px.
         ResNetConfig(img_size=64, patch_size=16, embed_dim=128, widths=(32, 64, 128, 256),
                      blocks=(2, 2, 2, 2), name="resnet_small_64"),
-        # resnet-small with its last two stages 1.5x wider: ~6M parameters for ~1.2x the time
-        # on a CPU (the 8x8 and 4x4 maps are cheap; the 32x32 stage sets the cost).
+        # resnet-small with its last two stages 1.5x wider: ~6M parameters, ~1.6x the
+        # multiply-adds, ~1.2x the training time measured on the 2-core CPU (its small 8x8
+        # and 4x4 maps run closer to the CPU's peak than the 32x32 stage does).
         ResNetConfig(img_size=64, patch_size=16, embed_dim=128, widths=(32, 64, 192, 384),
                      blocks=(2, 2, 2, 2), name="resnet_medium_64"),
     ]

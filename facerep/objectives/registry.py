@@ -58,7 +58,7 @@ OBJECTIVES: dict[str, ObjectiveEntry] = {
             "teacher's (cosine, relational), plus masked reconstruction on an autoencoder "
             "(MR-MAE; --teacher dlib)",
             "facerep.objectives.mimic:mimic",
-            ("teacher", "mimic_weight", "mimic_loss", "masking", "mask_ratio"),
+            ("teacher", "teacher_centred", "mimic_weight", "mimic_loss", "masking", "mask_ratio"),
         ),
     ]
 }

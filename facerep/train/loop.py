@@ -77,8 +77,8 @@ COLLAPSED_SPREAD = 0.01
 # The step number whose generator draws the preview's randomness (masks): never a training step.
 GRID_STEP = 2**63 - 1
 WHITENING_SKIPPED = (
-    "{} embeds in its teacher's own space, which a whitening would distort "
-    "(`facerep whiten RUN` fits one anyway)"
+    "the {objective} student embeds in its teacher's own space, which a whitening would "
+    "distort (`facerep whiten {run}` fits one anyway)"
 )
 
 
@@ -513,7 +513,9 @@ class _Trainer:
         if not self.config.whiten_components or len(self.data) < FACES_PER_COMPONENT:
             return
         if not getattr(self.objective, "fits_whitening", True):
-            self._whitening = {"skipped": WHITENING_SKIPPED.format(self.config.objective)}
+            self._whitening = {"skipped": WHITENING_SKIPPED.format(
+                objective=self.config.objective, run=self.run_dir
+            )}
             return
         start = time.perf_counter()
         try:

@@ -1,7 +1,8 @@
 """Fit a run's PCA whitening on its own training faces, so its encoder ships whitened.
 
-Runs at the end of pretraining (on the main process) and from `facerep whiten RUN` for runs
-trained before, or to refit on other faces. No identity labels are used: the faces are the
+Runs at the end of pretraining (on the main process; not for a distilled student that embeds
+in its teacher's own space, which the whitening would distort) and from `facerep whiten RUN`
+for runs trained before, or to refit on other faces. No identity labels are used: the faces are the
 unlabelled corpus and the training identities the run already saw, never the held-out ones.
 """
 

@@ -48,6 +48,13 @@ def test_aliases_build_the_documented_architecture(
     )
 
 
+def test_resnet_medium_is_resnet_small_with_wider_late_stages() -> None:
+    small, medium = model_config("resnet-small"), model_config("resnet-medium")
+    assert medium.blocks == small.blocks and medium.widths == (32, 64, 192, 384)
+    parameters = sum(p.numel() for p in build_model(medium).parameters())
+    assert 5.5e6 < parameters < 6.5e6  # ~2.1x resnet-small's 2.8M
+
+
 def test_every_alias_is_documented_and_every_name_spells_its_architecture() -> None:
     assert set(MODEL_ALIASES) == set(ALIASES)
     for name in list_models():

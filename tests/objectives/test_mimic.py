@@ -73,8 +73,12 @@ def test_centred_targets_teach_what_tells_faces_apart_where_the_raw_cosine_colla
     # cosine+relation reaches about 0.29; centred, the cosine alone has nothing to match but
     # the differences between faces, and reaches about 0.48.
     pretrain(config(lfw_teacher, tmp_path / "start", epochs=30), stop_after=1)
-    result = pretrain(config(lfw_teacher, tmp_path / "run", epochs=30, teacher_centred=True))
+    result = pretrain(
+        config(lfw_teacher, tmp_path / "run", epochs=30, teacher_centred=True, whiten_components=8)
+    )
     assert result.collapse is None
+    # A centred copy of the teacher's space is not the teacher's own: it ships whitened.
+    assert result.whitening["components"] == 8
     before, after = (teacher_agreement(tmp_path / r, lfw_teacher) for r in ("start", "run"))
     assert after > before + 0.3, (before, after)
 
