@@ -88,8 +88,8 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         ResNetConfig(img_size=64, patch_size=16, embed_dim=128, widths=(32, 64, 128, 256),
                      blocks=(2, 2, 2, 2), name="resnet_small_64"),
         # resnet-small with its last two stages 1.5x wider: ~6M parameters, ~1.6x the
-        # multiply-adds, ~1.2x the training time measured on the 2-core CPU (its small 8x8
-        # and 4x4 maps run closer to the CPU's peak than the 32x32 stage does).
+        # multiply-adds; on the 2-core CPU ~1.2x the training step and 1.5x the embedding
+        # time in onnxruntime (bench/results/distillation.md).
         ResNetConfig(img_size=64, patch_size=16, embed_dim=128, widths=(32, 64, 192, 384),
                      blocks=(2, 2, 2, 2), name="resnet_medium_64"),
     ]
