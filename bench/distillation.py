@@ -100,13 +100,18 @@ def teacher_agreement(datasets: dict[str, Path], trained: list[tuple[Path, dict]
     Students with a projection head (another embedding size) are left out: their embedding is
     not the teacher's space.
     """
-    parts = {"unlabeled (trained)": (datasets["unlabeled"], _sample(datasets["unlabeled"]))}
+    unlabeled = len(open_dataset(datasets["unlabeled"]))
+    rows = {"unlabeled (trained)": ("unlabeled", np.sort(np.random.default_rng(0).choice(
+        unlabeled, min(800, unlabeled), replace=False)))}  # fmt: skip
     for name in ("orl", "cs131"):
         train, held = identity_split_indices(open_dataset(datasets[name]).identities, 0.5, 0)
-        parts[f"{name} train ids"], parts[f"{name} held-out"] = (
-            (datasets[name], train), (datasets[name], held)
-        )
-    teacher = {part: _teacher_view0(*where) for part, where in parts.items()}
+        rows[f"{name} train ids"], rows[f"{name} held-out"] = (name, train), (name, held)
+    # Each part's crops and teacher rows are read once, for every student.
+    crops = {p: np.asarray(open_dataset(datasets[d]).crops[r]) for p, (d, r) in rows.items()}
+    teacher = {
+        part: load_teacher_targets(datasets[d], "dlib", VIEWS, r).embeddings[:, 0].numpy()
+        for part, (d, r) in rows.items()
+    }
     # One mean for every part (the unlabeled sample's), so the levels compare.
     mean = teacher["unlabeled (trained)"].mean(axis=0)
     table = {}
@@ -117,22 +122,10 @@ def teacher_agreement(datasets: dict[str, Path], trained: list[tuple[Path, dict]
         # A student of centred targets already embeds in the centred space.
         offset = 0.0 if summary["recipe"].get("teacher_centred") else mean
         table[run.name] = {
-            part: round(_mean_cosine(
-                encoder.embed(np.asarray(open_dataset(dataset).crops[rows])) - offset,
-                teacher[part] - mean,
-            ), 4)
-            for part, (dataset, rows) in parts.items()
-        }  # fmt: skip
+            part: round(_mean_cosine(encoder.embed(crops[part]) - offset, teacher[part] - mean), 4)
+            for part in rows
+        }
     return table
-
-
-def _sample(dataset: Path, count: int = 800) -> np.ndarray:
-    size = len(open_dataset(dataset))
-    return np.sort(np.random.default_rng(0).choice(size, min(count, size), replace=False))
-
-
-def _teacher_view0(dataset: Path, rows: np.ndarray) -> np.ndarray:
-    return load_teacher_targets(dataset, "dlib", VIEWS, rows).embeddings[:, 0].numpy()
 
 
 def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -2,8 +2,9 @@
 
 Runs at the end of pretraining (on the main process; not for a distilled student that embeds
 in its teacher's own space, which the whitening would distort) and from `facerep whiten RUN`
-for runs trained before, or to refit on other faces. No identity labels are used: the faces are the
-unlabelled corpus and the training identities the run already saw, never the held-out ones.
+for runs trained before, or to refit on other faces. No identity labels are used: the faces
+are the unlabelled corpus and the training identities the run already saw, never the
+held-out ones.
 """
 
 from __future__ import annotations
