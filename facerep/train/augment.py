@@ -14,7 +14,7 @@ Landmarks move with the pixels, so face-region masks stay on the eyes, nose and 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,36 @@ def sample_augment(
         side = 0.1 + 0.2 * where[:, 2:]
         params.erase = torch.cat([chance(erase)[:, None], where[:, :2], side], dim=1)
     return params
+
+
+# Changes a face recogniser barely notices, at strength 1 (dlib, centred cosine of its
+# embedding to the unaltered crop's, 200 unlabeled faces): colour factors +-20% 0.996, zoom
+# +-5% 0.984, roll +-5 degrees 0.980, where a cached augmented view moves it to 0.875 and a
+# 3% shift to 0.960. Drawn on top of a teacher's fixed views, they give the student new pixels
+# every epoch under a target that still holds.
+NUDGE = {"color_jitter": 0.2, "scale_jitter": 0.05, "rotation": 5.0}
+
+
+def sample_nudges(size: int, generator: torch.Generator, strength: float) -> AugmentParams:
+    """Small changes for `size` samples (`NUDGE` times `strength`), to `compose` with views."""
+    spread = {name: value * strength for name, value in NUDGE.items()}
+    return sample_augment(size, generator, hflip=0.0, shift_jitter=0.0, **spread)
+
+
+def compose(params: AugmentParams, nudges: AugmentParams) -> AugmentParams:
+    """`params` followed by `nudges` (from `sample_nudges`): zoom and colour factors multiply,
+    rolls add; flip, shift and the rest stay as `params` has them."""
+    rotation = params.rotation
+    if nudges.rotation is not None:
+        rotation = nudges.rotation if rotation is None else rotation + nudges.rotation
+    return replace(
+        params,
+        zoom=params.zoom * nudges.zoom,
+        brightness=params.brightness * nudges.brightness,
+        contrast=params.contrast * nudges.contrast,
+        saturation=params.saturation * nudges.saturation,
+        rotation=rotation,
+    )
 
 
 def augment(

@@ -156,6 +156,12 @@ class TrainConfig:
         False, "Distil the teacher's embeddings with their mean (over the training faces' "
         "views) taken away, renormalised."
     )
+    # dlib's embedding barely moves under them (centred cosine 0.98-1.0 each, facerep.train.
+    # augment.NUDGE), so the target holds while the pixels differ every epoch.
+    teacher_jitter: float = option(
+        0.0, "Strength of small online changes (colour +-20%, zoom +-5%, roll +-5 degrees at "
+        "1) on top of each cached view; 0: the fixed views exactly.", low=0.0, high=3.0,
+    )
     mimic_weight: float = option(
         1.0, "Weight of the mimic loss (beside the reconstruction for an autoencoder).", low=0.0
     )
@@ -198,6 +204,8 @@ class TrainConfig:
                 )
         elif self.teacher_centred:
             raise ValueError("--teacher-centred centres a teacher's embeddings: pass --teacher")
+        elif self.teacher_jitter:
+            raise ValueError("--teacher-jitter nudges a teacher's cached views: pass --teacher")
 
     @property
     def warmup_epochs_used(self) -> float:

@@ -37,7 +37,7 @@ from facerep.runs import (
     read_run_config,
     write_run_config,
 )
-from facerep.train.augment import augment, sample_augment
+from facerep.train.augment import augment, compose, sample_augment, sample_nudges
 from facerep.train.checkpoint import (
     SUMMARY_FILE,
     Checkpoint,
@@ -402,14 +402,17 @@ class _Trainer:
     ) -> View:
         """One augmented view of this process's faces, drawn for the whole global batch.
 
-        With a teacher, each face shows one of its fixed views, drawn at random, and the view
-        carries the teacher's embedding of it.
+        With a teacher, each face shows one of its fixed views, drawn at random (nudged by
+        `teacher_jitter`), and the view carries the teacher's embedding of it.
         """
         config, world = self.config, self.world
         if self.data.teacher is not None:
             teacher = self.data.teacher
             chosen = torch.randint(teacher.views, (config.batch_size,), generator=generator)
             params, target = teacher.pick(faces, chosen[world.rows])
+            if config.teacher_jitter > 0:  # drawn only when on: other runs keep their batches
+                nudges = sample_nudges(config.batch_size, generator, config.teacher_jitter)
+                params = compose(params, nudges.rows(world.rows))
             x, moved = augment(imgs.to(self.device).float() / 255.0, landmarks, params)
             return View((x - self.mean) / self.std, moved, target.to(self.device))
         params = sample_augment(

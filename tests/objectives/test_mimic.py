@@ -86,7 +86,8 @@ def test_centred_targets_teach_what_tells_faces_apart_where_the_raw_cosine_colla
 def test_an_autoencoder_also_reconstructs_and_resumes_exactly(
     lfw_teacher: Path, tmp_path: Path
 ) -> None:
-    vit = dict(model="vit-test", model_overrides={}, masking="random", mimic_loss="cosine+relation")
+    vit = dict(model="vit-test", model_overrides={}, masking="random", mimic_loss="cosine+relation",
+               teacher_jitter=1.0)  # nudged views are drawn per step too: resumed exactly
     whole = pretrain(config(lfw_teacher, tmp_path / "whole", **vit, whiten_components=8))
     assert whole.figure is not None and whole.figure.name == "reconstructions.png"
     # Its pooled tokens are not the teacher's space (a head maps them there): whitened.
@@ -108,6 +109,7 @@ def test_an_autoencoder_also_reconstructs_and_resumes_exactly(
         ({"mimic_loss": "l1"}, r"mimic_loss must be one of 'cosine', 'relation'"),
         ({"objective": "instance"}, r"--teacher is for objectives that distil \(mimic\), not inst"),
         ({"teacher": "", "teacher_centred": True}, r"--teacher-centred centres a teacher's"),
+        ({"teacher": "", "teacher_jitter": 1.0}, r"--teacher-jitter nudges a teacher's cac"),
         ({"teacher_views": 5}, r"no complete cache .* 5 views; build it with `facerep teacher-c"),
     ],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from facerep.faces.align import alignment_template
-from facerep.train.augment import FLIP_ORDER, augment, sample_augment
+from facerep.train.augment import FLIP_ORDER, augment, compose, sample_augment, sample_nudges
 
 SIZE = 64
 
@@ -56,3 +56,18 @@ def test_each_process_takes_its_rows_of_the_global_draw() -> None:
     rank1 = params.rows(slice(1, None, 2))
     torch.testing.assert_close(rank1.zoom, params.zoom[1::2])
     torch.testing.assert_close(rank1.shift, params.shift[1::2])
+
+
+def test_nudges_compose_with_a_view_zoom_and_colour_multiply_rolls_add() -> None:
+    view = sample_augment(4, torch.Generator().manual_seed(3), rotation=10.0, grey=0.5)
+    nudges = sample_nudges(4, torch.Generator().manual_seed(4), 1.0)
+    both = compose(view, nudges)
+    torch.testing.assert_close(both.zoom, view.zoom * nudges.zoom)
+    torch.testing.assert_close(both.contrast, view.contrast * nudges.contrast)
+    torch.testing.assert_close(both.rotation, view.rotation + nudges.rotation)
+    for kept in ("flip", "shift", "grey"):
+        torch.testing.assert_close(getattr(both, kept), getattr(view, kept))
+    # Strength 1 stays inside what the teacher barely notices: 5% zoom, 5 degrees of roll.
+    assert (nudges.zoom - 1).abs().max() <= 0.05 and nudges.rotation.abs().max() <= 0.0873
+    unrolled = sample_augment(4, torch.Generator().manual_seed(3))  # a view without a roll
+    torch.testing.assert_close(compose(unrolled, nudges).rotation, nudges.rotation)

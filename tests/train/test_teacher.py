@@ -12,7 +12,7 @@ import torch
 from facerep.data.store import CROPS_FILE, open_dataset
 from facerep.encoders.dlib import DlibEncoder
 from facerep.train import teacher
-from facerep.train.augment import augment
+from facerep.train.augment import augment, compose, sample_nudges
 from facerep.train.teacher import (
     build_teacher_cache,
     cache_dir,
@@ -45,6 +45,34 @@ def test_the_stored_parameters_rebuild_the_pixels_the_teacher_saw(lfw_teacher: P
     pixels, _ = augment(imgs, torch.from_numpy(data.landmarks[:6]), params)
     faces = (pixels * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(DlibEncoder().embed(faces), embeddings.numpy(), atol=1e-5)
+
+
+def test_nudged_views_are_new_pixels_the_teacher_gives_nearly_the_same_answer(
+    lfw_teacher: Path,
+) -> None:
+    data = open_dataset(lfw_teacher)
+    count = 32
+    targets = load_teacher_targets(lfw_teacher, "dlib", 2, np.arange(count))
+    params, cached = targets.pick(torch.arange(count), torch.ones(count, dtype=torch.long))
+    nudged = compose(params, sample_nudges(count, torch.Generator().manual_seed(0), 1.0))
+    imgs = torch.from_numpy(np.array(data.crops[:count])).permute(0, 3, 1, 2).float() / 255.0
+    points = torch.from_numpy(data.landmarks[:count])
+    before, _ = augment(imgs, points, params)
+    after, _ = augment(imgs, points, nudged)
+    assert (after - before).abs().mean() > 0.02  # the student sees other pixels
+    faces = (after * 255).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    moved = torch.from_numpy(DlibEncoder().embed(faces))
+    # Centred (dlib's rows share one direction), the nudge moves the teacher's answer far less
+    # than the step from the crop to its cached view does.
+    mean = targets.embeddings.reshape(-1, 128).mean(dim=0)
+
+    def centred_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+        a, b = (torch.nn.functional.normalize(x - mean, dim=1) for x in (a, b))
+        return float((a * b).sum(dim=1).mean())
+
+    nudge_gap = 1 - centred_cosine(moved, cached)
+    view_gap = 1 - centred_cosine(targets.embeddings[:count, 0], cached)
+    assert nudge_gap < 0.5 * view_gap, (nudge_gap, view_gap)
 
 
 def test_a_killed_or_damaged_build_redoes_only_its_missing_chunks(
