@@ -156,8 +156,7 @@ class TrainConfig:
         False, "Distil the teacher's embeddings with their mean (over the training faces' "
         "views) taken away, renormalised."
     )
-    # dlib's embedding barely moves under them (centred cosine 0.98-1.0 each, facerep.train.
-    # augment.NUDGE), so the target holds while the pixels differ every epoch.
+    # Changes the teacher barely notices (measured in facerep.train.augment.NUDGE's comment).
     teacher_jitter: float = option(
         0.0, "Strength of small online changes (colour +-20%, zoom +-5%, roll +-5 degrees at "
         "1) on top of each cached view; 0: the fixed views exactly.", low=0.0, high=3.0,
