@@ -182,7 +182,7 @@ def evaluate_embeddings(
             f"tar_at_far_{far:.0e}".replace("e-0", "e-"): tar
             for far, tar in verification.tar_at_far.items()
         },
-        **evaluate_identification(embeddings, data.identities, seed=seed),
+        **evaluate_identification(embeddings, data.identities, seed=seed, keys=data.sources),
         **_clustering_metrics(embeddings, data.identities, verification.threshold),
         **few_shot_probes(embeddings, data.identities, seed=seed),
     }

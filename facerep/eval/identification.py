@@ -3,7 +3,9 @@
 Rank-k accuracy (the cumulative match characteristic of Phillips et al., "The FERET evaluation
 methodology", 2000) is the share of probes whose own identity is among the k gallery faces most
 similar to them. The gallery face of each identity is drawn at random, several times over, so
-the number does not hang on one lucky or unlucky enrolment photo.
+the number does not hang on one lucky or unlucky enrolment photo. Given each face's source
+path, every encoder evaluated on the same faces enrols the same photos, so two encoders are
+compared on identical galleries.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def evaluate_identification(
     ranks: Sequence[int] = (1, 5),
     n_trials: int = 10,
     seed: int = 0,
+    keys: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Closed-set rank-k accuracy, mean and std over `n_trials` seeded gallery draws.
 
@@ -32,13 +35,20 @@ def evaluate_identification(
     Args:
         embeddings: `[N, D]` L2-normalised rows; similarity is their dot product.
         identities: `[N]` identity names, None for unlabelled faces.
+        keys: `[N]` names that fix each face's place in the seeded draw (its source path).
+            Without them the embedding's bytes do, and a change in the last float bit (an
+            ONNX export, another CPU) can reorder faces and so enrol other photos.
 
     Returns:
         `{"rank1": mean, "rank1_std": std, ...}` for each k in `ranks`.
     """
     if min(ranks, default=1) < 1 or n_trials < 1:
         raise ValueError(f"ranks and n_trials start at 1, got {list(ranks)} and {n_trials}")
-    emb, codes = _canonical_order(np.asarray(embeddings), np.asarray(identities, dtype=object))
+    emb, codes = _canonical_order(
+        np.asarray(embeddings),
+        np.asarray(identities, dtype=object),
+        None if keys is None else [str(key) for key in keys],
+    )
     if len(codes) == 0:
         raise ValueError("identification needs at least one identity with two or more faces")
     rng = np.random.default_rng(seed)
@@ -53,12 +63,13 @@ def evaluate_identification(
 
 
 def _canonical_order(
-    embeddings: np.ndarray, identities: np.ndarray
+    embeddings: np.ndarray, identities: np.ndarray, keys: list[str] | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Faces of identities with 2+ faces, sorted by (identity, embedding bytes), and their codes.
+    """Faces of identities with 2+ faces, sorted by (identity, key, embedding bytes), and codes.
 
     A fixed order makes the seeded gallery draw pick the same faces however the rows came,
-    so shuffling the input never changes the result.
+    so shuffling the input never changes the result. The bytes only break ties between keys
+    (several faces of one photo), or order everything when there are no keys.
     """
     labelled = np.flatnonzero([name is not None for name in identities])
     _, codes, counts = np.unique(
@@ -66,7 +77,11 @@ def _canonical_order(
     )
     several = counts[codes] >= 2
     rows, codes = labelled[several], codes[several]
-    order = sorted(range(len(rows)), key=lambda k: (codes[k], embeddings[rows[k]].tobytes()))
+    key_of = (lambda row: "") if keys is None else (lambda row: keys[row])
+    order = sorted(
+        range(len(rows)),
+        key=lambda k: (codes[k], key_of(rows[k]), embeddings[rows[k]].tobytes()),
+    )
     # Renumber 0..G-1 now that single-face identities are gone.
     _, codes = np.unique(codes[order], return_inverse=True)
     return embeddings[rows[order]], codes.reshape(-1)

@@ -65,6 +65,21 @@ def test_result_does_not_depend_on_row_order() -> None:
     assert evaluate_identification(embeddings[order], ids[order]) == pytest.approx(metrics)
 
 
+def test_keys_keep_the_galleries_when_embeddings_move_in_the_last_bits() -> None:
+    # An ONNX export or another CPU changes embeddings by ~1e-7; with the photos' paths as
+    # keys the draw enrols the same photos, so the score cannot jump on float noise.
+    embeddings, ids = noisy_people()
+    keys = [f"{name}/{k}.png" for k, name in enumerate(ids)]
+    moved = embeddings + np.random.default_rng(2).normal(scale=1e-6, size=embeddings.shape)
+    scores = evaluate_identification(embeddings, ids, keys=keys, n_trials=1)
+    assert evaluate_identification(moved, ids, keys=keys, n_trials=1) == scores
+    order = np.random.default_rng(3).permutation(len(ids))
+    shuffled = evaluate_identification(
+        embeddings[order], ids[order], keys=[keys[k] for k in order], n_trials=1
+    )
+    assert shuffled == pytest.approx(scores)
+
+
 def test_trials_are_seeded() -> None:
     embeddings, ids = noisy_people()
     first = evaluate_identification(embeddings, ids, seed=5)
