@@ -44,10 +44,11 @@ def evaluate_identification(
     """
     if min(ranks, default=1) < 1 or n_trials < 1:
         raise ValueError(f"ranks and n_trials start at 1, got {list(ranks)} and {n_trials}")
+    if keys is not None and len(keys) != len(identities):
+        raise ValueError(f"{len(keys)} keys for {len(identities)} faces: give one key a face")
+    names = [""] * len(identities) if keys is None else [str(key) for key in keys]
     emb, codes = _canonical_order(
-        np.asarray(embeddings),
-        np.asarray(identities, dtype=object),
-        None if keys is None else [str(key) for key in keys],
+        np.asarray(embeddings), np.asarray(identities, dtype=object), names
     )
     if len(codes) == 0:
         raise ValueError("identification needs at least one identity with two or more faces")
@@ -63,13 +64,13 @@ def evaluate_identification(
 
 
 def _canonical_order(
-    embeddings: np.ndarray, identities: np.ndarray, keys: list[str] | None
+    embeddings: np.ndarray, identities: np.ndarray, keys: list[str]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Faces of identities with 2+ faces, sorted by (identity, key, embedding bytes), and codes.
 
     A fixed order makes the seeded gallery draw pick the same faces however the rows came,
     so shuffling the input never changes the result. The bytes only break ties between keys
-    (several faces of one photo), or order everything when there are no keys.
+    (several faces of one photo, or every face when no keys were given).
     """
     labelled = np.flatnonzero([name is not None for name in identities])
     _, codes, counts = np.unique(
@@ -77,10 +78,8 @@ def _canonical_order(
     )
     several = counts[codes] >= 2
     rows, codes = labelled[several], codes[several]
-    key_of = (lambda row: "") if keys is None else (lambda row: keys[row])
     order = sorted(
-        range(len(rows)),
-        key=lambda k: (codes[k], key_of(rows[k]), embeddings[rows[k]].tobytes()),
+        range(len(rows)), key=lambda k: (codes[k], keys[rows[k]], embeddings[rows[k]].tobytes())
     )
     # Renumber 0..G-1 now that single-face identities are gone.
     _, codes = np.unique(codes[order], return_inverse=True)

@@ -90,3 +90,8 @@ def test_trials_are_seeded() -> None:
 def test_identification_needs_a_person_with_two_faces() -> None:
     with pytest.raises(ValueError, match="two or more faces"):
         evaluate_identification(on_circle([0, 90]), np.array(["a", "b"], dtype=object))
+
+
+def test_keys_must_name_every_face() -> None:
+    with pytest.raises(ValueError, match="3 keys for 6 faces"):
+        evaluate_identification(on_circle(ANGLES), IDS, keys=["a", "b", "c"])
