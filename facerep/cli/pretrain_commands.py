@@ -39,7 +39,10 @@ _FIXED_OPTIONS = {
         list[str] | None,
         typer.Option("--model-option", help="Model override KEY=VALUE, e.g. decoder_depth=2."),
     ],
-    "config": Annotated[Path | None, typer.Option(help="TOML or JSON file of options.")],
+    "config": Annotated[
+        Path | None,
+        typer.Option(help='TOML or JSON file of options; `extend = "base.toml"` starts from one.'),
+    ],
     "resume": Annotated[
         Path | None,
         typer.Option(help="Continue the run in this directory (--epochs may extend it)."),

@@ -331,8 +331,15 @@ def _describe(expected: Any) -> str:
     return getattr(expected, "__name__", str(expected))
 
 
+# A config file may start from another, as ruff's `extend` does: `extend = "mimic.toml"` (a path
+# relative to the file) takes that file's options, and the file's own keys win. Recipes that
+# differ from a base by one option then say only that option.
+EXTEND_KEY = "extend"
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then a TOML or JSON file, then `overrides` (None values are left out)."""
+    """Defaults, then a TOML or JSON file (and the file it extends), then `overrides` (None
+    values are left out)."""
     # The file is checked alone first, so its mistakes are reported even where a flag overrides.
     options = _read_file(Path(path)) if path is not None else {}
     config = TrainConfig.from_dict(options)
@@ -340,7 +347,31 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     return TrainConfig.from_dict({**options, **set_values}) if set_values else config
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path, extended_by: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The file's options on top of those of the file it names in `extend`, if any."""
+    options = _parse_file(path)
+    base = options.pop(EXTEND_KEY, None)
+    if base is None:
+        return options
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: {EXTEND_KEY} must be the path of a config file, got {base!r}")
+    chain = (*extended_by, path.resolve())
+    base_path = path.parent / base
+    if base_path.resolve() in chain:
+        raise ValueError(f"{path}: {EXTEND_KEY} = {base!r} leads back to a file it extends")
+    return _merged(_read_file(base_path, chain), options)
+
+
+def _merged(base: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """`options` over `base`; a table in both (model_overrides) is merged key by key."""
+    out = dict(base)
+    for key, value in options.items():
+        both_tables = isinstance(value, dict) and isinstance(base.get(key), dict)
+        out[key] = _merged(base[key], value) if both_tables else value
+    return out
+
+
+def _parse_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as e:

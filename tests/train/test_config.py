@@ -86,3 +86,46 @@ def test_load_config_without_a_file_and_with_mistaken_flags(tmp_path: Path) -> N
     path.write_text('epochs = "10"\n')
     with pytest.raises(ValueError, match="epochs must be int"):
         load_config(path, epochs=3)  # the file's mistake is reported, not masked by the flag
+
+
+def test_a_file_extends_another_and_its_own_keys_win(tmp_path: Path) -> None:
+    (tmp_path / "base.toml").write_text(
+        'model = "vit-small"\nepochs = 7\n'
+        "[model_overrides]\ndecoder_depth = 2\nnorm_pix_loss = true\n"
+    )
+    (tmp_path / "recipes").mkdir()
+    path = tmp_path / "recipes" / "longer.toml"  # `extend` is relative to the file, not the cwd
+    path.write_text(
+        'extend = "../base.toml"\nepochs = 9\n[model_overrides]\nnorm_pix_loss = false\n'
+    )
+    config = load_config(path, batch_size=16)
+    assert (config.model, config.epochs, config.batch_size) == ("vit-small", 9, 16)
+    assert config.model_overrides == {"decoder_depth": 2, "norm_pix_loss": False}
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.toml": 'extend = "b.toml"', "b.toml": 'extend = "a.toml"'}, "leads back"),
+        ({"a.toml": 'extend = "a.toml"'}, "leads back"),
+        ({"a.toml": "extend = 3"}, "extend must be the path of a config file, got 3"),
+        ({"a.toml": 'extend = "gone.toml"'}, r"gone.toml: cannot read config"),
+        ({"a.toml": 'extend = "b.toml"', "b.toml": "epochs = ["}, r"b.toml: not valid TOML"),
+    ],
+)
+def test_bad_extends_are_one_line_errors(tmp_path: Path, files: dict, message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text + "\n")
+    with pytest.raises(ValueError, match=message) as error:
+        load_config(tmp_path / "a.toml")
+    assert "\n" not in str(error.value)
+
+
+def test_the_bench_recipes_load_and_a_variant_differs_from_its_base_by_its_own_keys() -> None:
+    recipes = Path(__file__).parents[2] / "bench" / "recipes"
+    configs = {path.stem: load_config(path) for path in recipes.glob("*.toml")}
+    assert {"mimic", "mimic_nudged", "instance", "instance_small"} <= configs.keys()
+    base, nudged = configs["mimic"].to_dict(), configs["mimic_nudged"].to_dict()
+    assert {k for k in base if base[k] != nudged[k]} == {"teacher_jitter"}
+    assert configs["instance_small"].model == "resnet-small"
+    assert configs["instance_small"].queue_size == configs["instance"].queue_size
