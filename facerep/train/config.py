@@ -332,17 +332,19 @@ def _describe(expected: Any) -> str:
 
 
 # A config file may start from another, as ruff's `extend` does: `extend = "mimic.toml"` (a path
-# relative to the file) takes that file's options, and the file's own keys win. Recipes that
-# differ from a base by one option then say only that option.
-EXTEND_KEY = "extend"
+# relative to the file, a symlink's target) takes that file's options, and the file's own keys
+# win. Recipes that differ from a base by one option then say only that option.
+_EXTEND_KEY = "extend"
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then a TOML or JSON file (and the file it extends), then `overrides` (None
-    values are left out)."""
+    """Defaults, then a TOML or JSON file and what it extends, then `overrides` (not None)."""
     # The file is checked alone first, so its mistakes are reported even where a flag overrides.
     options = _read_file(Path(path)) if path is not None else {}
-    config = TrainConfig.from_dict(options)
+    try:
+        config = TrainConfig.from_dict(options)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     set_values = {k: v for k, v in overrides.items() if v is not None}
     return TrainConfig.from_dict({**options, **set_values}) if set_values else config
 
@@ -350,16 +352,19 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
 def _read_file(path: Path, extended_by: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The file's options on top of those of the file it names in `extend`, if any."""
     options = _parse_file(path)
-    base = options.pop(EXTEND_KEY, None)
+    base = options.pop(_EXTEND_KEY, None)
     if base is None:
         return options
-    if not isinstance(base, str):
-        raise ValueError(f"{path}: {EXTEND_KEY} must be the path of a config file, got {base!r}")
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"{path}: {_EXTEND_KEY} must be the path of a config file, got {base!r}")
     chain = (*extended_by, path.resolve())
-    base_path = path.parent / base
+    base_path = path.resolve().parent / base
     if base_path.resolve() in chain:
-        raise ValueError(f"{path}: {EXTEND_KEY} = {base!r} leads back to a file it extends")
-    return _merged(_read_file(base_path, chain), options)
+        raise ValueError(f"{path}: {_EXTEND_KEY} = {base!r} leads back to a file it extends")
+    try:
+        return _merged(_read_file(base_path, chain), options)
+    except ValueError as e:  # name the file that asked for the base, too
+        raise ValueError(f"{path}: {_EXTEND_KEY} = {base!r}: {e}") from None
 
 
 def _merged(base: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
@@ -372,12 +377,16 @@ def _merged(base: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parse_file(path: Path) -> dict[str, Any]:
+    """The options written in one TOML or JSON file."""
     try:
         text = path.read_text()
     except OSError as e:
         raise ValueError(f"{path}: cannot read config ({e.strerror})") from None
     try:
-        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        options = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
         kind = "JSON" if path.suffix == ".json" else "TOML"
         raise ValueError(f"{path}: not valid {kind} ({e})") from None
+    if not isinstance(options, dict):  # JSON allows a bare list or number
+        raise ValueError(f"{path}: a config must be a table of options, got {options!r:.40}")
+    return options

@@ -107,13 +107,29 @@ def test_a_file_extends_another_and_its_own_keys_win(tmp_path: Path) -> None:
     ("files", "message"),
     [
         ({"a.toml": 'extend = "b.toml"', "b.toml": 'extend = "a.toml"'}, "leads back"),
+        (
+            {
+                "a.toml": 'extend = "b.toml"',
+                "b.toml": 'extend = "c.json"',
+                "c.json": '{"extend": "b.toml"}',
+            },
+            r"a.toml: extend = 'b.toml': .*b.toml: extend = 'c.json': .*c.json: .*leads back",
+        ),
         ({"a.toml": 'extend = "a.toml"'}, "leads back"),
         ({"a.toml": "extend = 3"}, "extend must be the path of a config file, got 3"),
-        ({"a.toml": 'extend = "gone.toml"'}, r"gone.toml: cannot read config"),
+        ({"a.toml": 'extend = ""'}, "extend must be the path of a config file, got ''"),
+        (
+            {"a.toml": 'extend = "gone.toml"'},
+            r"a.toml: extend = 'gone.toml': .*gone.toml: cannot read",
+        ),
         ({"a.toml": 'extend = "b.toml"', "b.toml": "epochs = ["}, r"b.toml: not valid TOML"),
+        ({"a.toml": 'extend = "b.json"', "b.json": "[1, 2]"}, r"b.json: a config must be a table"),
+        ({"a.toml": 'extend = "b.toml"', "b.toml": 'epochs = "9"'}, r"a.toml: epochs must be int"),
     ],
 )
-def test_bad_extends_are_one_line_errors(tmp_path: Path, files: dict, message: str) -> None:
+def test_bad_extends_are_one_line_errors(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text + "\n")
     with pytest.raises(ValueError, match=message) as error:
@@ -121,11 +137,27 @@ def test_bad_extends_are_one_line_errors(tmp_path: Path, files: dict, message: s
     assert "\n" not in str(error.value)
 
 
-def test_the_bench_recipes_load_and_a_variant_differs_from_its_base_by_its_own_keys() -> None:
+def test_extend_is_relative_to_a_linked_file_s_target(tmp_path: Path) -> None:
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "base.toml").write_text("epochs = 7\n")
+    (tmp_path / "recipes" / "longer.toml").write_text('extend = "base.toml"\nbatch_size = 8\n')
+    (tmp_path / "mine.toml").symlink_to(tmp_path / "recipes" / "longer.toml")
+    config = load_config(tmp_path / "mine.toml")
+    assert (config.epochs, config.batch_size) == (7, 8)
+
+
+def test_the_bench_recipes_load_and_each_variant_differs_from_its_base_by_its_own_keys() -> None:
+    import tomllib
+
     recipes = Path(__file__).parents[2] / "bench" / "recipes"
-    configs = {path.stem: load_config(path) for path in recipes.glob("*.toml")}
-    assert {"mimic", "mimic_nudged", "instance", "instance_small"} <= configs.keys()
-    base, nudged = configs["mimic"].to_dict(), configs["mimic_nudged"].to_dict()
-    assert {k for k in base if base[k] != nudged[k]} == {"teacher_jitter"}
-    assert configs["instance_small"].model == "resnet-small"
-    assert configs["instance_small"].queue_size == configs["instance"].queue_size
+    variants = 0
+    for path in recipes.glob("*.toml"):
+        written = tomllib.loads(path.read_text())
+        config = load_config(path).to_dict()
+        if "extend" not in written:
+            continue
+        variants += 1
+        base = load_config(recipes / written["extend"]).to_dict()
+        changed = {key for key in config if config[key] != base[key]}
+        assert changed == set(written) - {"extend"}, path.name
+    assert variants >= 7
