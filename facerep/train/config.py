@@ -357,8 +357,9 @@ def _read_file(path: Path, extended_by: tuple[Path, ...] = ()) -> dict[str, Any]
         return options
     if not isinstance(base, str) or not base:
         raise ValueError(f"{path}: {_EXTEND_KEY} must be the path of a config file, got {base!r}")
-    chain = (*extended_by, path.resolve())
-    base_path = path.resolve().parent / base
+    here = path.resolve()
+    base_path = here.parent / base
+    chain = (*extended_by, here)
     if base_path.resolve() in chain:
         raise ValueError(f"{path}: {_EXTEND_KEY} = {base!r} leads back to a file it extends")
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -147,8 +148,6 @@ def test_extend_is_relative_to_a_linked_file_s_target(tmp_path: Path) -> None:
 
 
 def test_the_bench_recipes_load_and_each_variant_differs_from_its_base_by_its_own_keys() -> None:
-    import tomllib
-
     recipes = Path(__file__).parents[2] / "bench" / "recipes"
     variants = 0
     for path in recipes.glob("*.toml"):
