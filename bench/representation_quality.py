@@ -11,6 +11,11 @@ The whole recipe, reproducible from a clean clone with the shared data beside it
 
     python bench/representation_quality.py --run instance-60m:instance:32
     python bench/representation_quality.py --run mae-15m:mae:6 --run inst-15m:instance:8 ...
+    python bench/representation_quality.py --run instance-30m:instance:16 --no-attributes \
+        --name representation_curve --curve-with bench/results/representation_quality.json
+
+`--curve-with` adds the runs recorded in an earlier results file to the budget curve (a recipe's
+runs are seeded, so a point measured before stands), each marked with the file it came from.
 
 A run spec is NAME:RECIPE:EPOCHS; runs live in --work. Each run is reported as shipped (its
 encoder whitened on its own unlabelled training faces where it has a whitening: what `verify`,
@@ -162,24 +167,48 @@ def attribute_probes(datasets: dict[str, Path], runs: list[Path]) -> dict[str, d
     return evaluate_attributes(data, encoder_variants(encoders, whiten="off"))
 
 
-def budget_curve(report: dict) -> list[str]:
+def curve_points(report: dict, source: str) -> list[dict]:
+    """One budget-curve point per run of `report`: its recipe, minutes, epochs and accuracy."""
+    return [
+        {
+            "recipe": summary["recipe"]["file"],
+            "run": Path(run).name,
+            "minutes": round(summary["seconds_this_session"] / 60, 1),
+            "epochs": len(summary["epoch_losses"]),
+            **{d: report["identity"][d][Path(run).name]["verification_accuracy"]
+               for d in ("orl", "cs131")},
+            "source": source,
+        }
+        for run, summary in report["runs"].items()
+    ]  # fmt: skip
+
+
+def earlier_points(files: list[Path], names: set[str]) -> list[dict]:
+    """Curve points of runs recorded in earlier results files, except runs measured now."""
+    points = []
+    for file in files:
+        recorded = json.loads(file.read_text())
+        source = f"{file.name}, {recorded['machine']['date'][:10]}"
+        points += [p for p in curve_points(recorded, source) if p["run"] not in names]
+    return points
+
+
+def budget_curve(points: list[dict]) -> list[str]:
     """Shipped verification accuracy against training minutes, per recipe run more than once."""
-    by_recipe: dict[str, list[tuple[float, str, int]]] = {}
-    for run, summary in report["runs"].items():
-        point = (summary["seconds_this_session"] / 60, Path(run).name, len(summary["epoch_losses"]))
-        by_recipe.setdefault(summary["recipe"]["file"], []).append(point)
+    by_recipe: dict[str, list[dict]] = {}
+    for point in points:
+        by_recipe.setdefault(point["recipe"], []).append(point)
     lines = []
-    for recipe, points in by_recipe.items():
-        if len(points) < 2:
+    for recipe, runs in by_recipe.items():
+        if len(runs) < 2:
             continue
         rows = [
-            [name, f"{minutes:.1f}", str(epochs),
-             *(f"{report['identity'][d][name]['verification_accuracy']:.4f}"
-               for d in ("orl", "cs131"))]
-            for minutes, name, epochs in sorted(points)
+            [p["run"], f"{p['minutes']:.1f}", str(p["epochs"]), f"{p['orl']:.4f}",
+             f"{p['cs131']:.4f}", p["source"]]
+            for p in sorted(runs, key=lambda p: p["minutes"])
         ]  # fmt: skip
         lines += ["", f"## Budget curve: `{recipe}` (shipped encoder, held-out identities)", "",
-                  *markdown_table(["run", "minutes", "epochs", "orl", "cs131"], rows)]
+                  *markdown_table(["run", "minutes", "epochs", "orl", "cs131", "measured"], rows)]
     return lines
 
 
@@ -228,7 +257,7 @@ def markdown(report: dict) -> str:
             ]
             lines += ["", f"## {dataset}: {title}", "",
                       *markdown_table(["encoder", *HEADLINE], rows)]
-    lines += budget_curve(report)
+    lines += budget_curve(report["curve"])
     if report["attributes"]:
         lines += [
             "",
@@ -246,6 +275,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--work", type=Path, default=ROOT / "runs")
     parser.add_argument("--name", default="representation_quality", help="results file stem")
+    parser.add_argument(
+        "--curve-with", type=Path, action="append", default=[],
+        help="an earlier results JSON whose runs join the budget curve (seeded runs of a recipe)",
+    )
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: shared face data not found")
@@ -260,6 +293,9 @@ def main() -> None:
         "all_heldout": identity_tables(datasets, runs, all_heldout=True),
         "attributes": {} if args.no_attributes else attribute_probes(datasets, runs),
     }
+    measured_now = curve_points(report, "this run")
+    names = {p["run"] for p in measured_now}
+    report["curve"] = measured_now + earlier_points(args.curve_with, names)
     report["seconds"] = round(time.perf_counter() - start, 1)
     text = markdown(report)
     write_results(RESULTS, args.name, report, text)
