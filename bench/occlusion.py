@@ -4,7 +4,8 @@ The recipe, reproducible from a clean clone with the shared data beside it:
 1. prepare faces_unlabeled, ORL and cs131_faces at 64 px and pretrain the run (skipped when its
    folder holds a finished run), as `bench/representation_quality.py` does; the default run is
    `bench/recipes/mae_pixels.toml` (vit-tiny MAE on raw pixels);
-2. fit its occlusion prior on 2,000 of its own training faces (never the held-out identities);
+2. fit its occlusion prior on 2,000 of its own training faces (never the held-out identities),
+   again when the stored one has no token prior (fitted before they were);
 3. on the held-out identities of ORL and cs131_faces (seed 0, half), paste synthetic occluders
    at known places, drawn from each face's landmarks with a seeded generator:
    - `sunglasses`: a dark bar over both eyes, along the eye line;
@@ -12,7 +13,9 @@ The recipe, reproducible from a clean clone with the shared data beside it:
    - `texture`: a rectangle cut from scikit-image's sample photos (brick, grass, gravel, ...);
    - `rectangle`: a flat rectangle of a random colour, anywhere on the face;
    and report mask IoU and F1 against the pasted region, and the anomaly AUC of occluded
-   against clean faces, each with the prior and without it (each face against itself);
+   against clean faces, each with the prior and without it (each face against itself); the
+   AUC with the prior is the shipped score's (the encoder tokens'), `AUC, pixels` beside it
+   the prior's mean normalised residual, the score before token priors;
 4. manipulated faces (blur, JPEG at quality 10, Gaussian noise, the right half from another
    identity, eyes or mouth from another identity): anomaly AUC against clean, both ways;
 5. verification (10-fold) on held-out pairs whose second face carries one of the occluders:
@@ -238,10 +241,22 @@ def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
     return np.stack([np.asarray(layer) > 127 for layer in layers])
 
 
-def anomaly_auc(clean: list, altered: list) -> float:
-    scores = [m.score for m in clean] + [m.score for m in altered]
+def anomaly_auc(clean: list, altered: list, score=lambda m: m.score) -> float:
+    scores = [score(m) for m in clean] + [score(m) for m in altered]
     labels = [0] * len(clean) + [1] * len(altered)
     return float(roc_auc_score(labels, scores))
+
+
+def pixel_score(occlusion_map) -> float:
+    """The score before token priors: the mean normalised residual, shown beside the score."""
+    return float(occlusion_map.normalised.mean())
+
+
+def aucs(clean: dict, altered: dict) -> dict[str, float]:
+    """AUC of each way's score against clean faces, and of the prior's pixel residual."""
+    out = {way: anomaly_auc(clean[way], maps) for way, maps in altered.items()}
+    out["pixels"] = anomaly_auc(clean["prior"], altered["prior"], pixel_score)
+    return out
 
 
 def explain(mappers: dict, faces: dict, seed: int) -> dict[str, dict]:
@@ -253,18 +268,15 @@ def explain(mappers: dict, faces: dict, seed: int) -> dict[str, dict]:
     }
     for k, kind in enumerate(OCCLUDERS):
         crops, truth = occluded_copies(faces, kind, seed + k)
-        row = {}
-        for way, mapper in mappers.items():
-            maps = mapper.maps(crops, faces["landmarks"])
-            row[way] = {**mask_scores(maps, truth), "auc": anomaly_auc(clean[way], maps)}
+        maps = {way: m.maps(crops, faces["landmarks"]) for way, m in mappers.items()}
+        auc = aucs(clean, maps)
+        row = {way: {**mask_scores(maps[way], truth), "auc": auc[way]} for way in mappers}
+        row["prior"]["auc_pixels"] = auc["pixels"]
         results["occluders"][kind] = row
         print(kind, row, flush=True)
     for k, kind in enumerate(MANIPULATIONS):
         crops = manipulated_copies(faces, kind, seed + 100 + k)
-        row = {
-            way: anomaly_auc(clean[way], m.maps(crops, faces["landmarks"]))
-            for way, m in mappers.items()
-        }
+        row = aucs(clean, {way: m.maps(crops, faces["landmarks"]) for way, m in mappers.items()})
         results["manipulations"][kind] = row
         print(kind, row, flush=True)
     return results
@@ -329,7 +341,8 @@ def main() -> None:
     machine, code = describe_machine(), code_version()
     datasets = prepare_all(args.data, args.work)
     run, summary = pretrain_run(args.run, datasets, args.work)
-    if load_prior(run) is None:
+    prior = load_prior(run)
+    if prior is None or prior.tokens is None:  # none yet, or fitted before token priors
         fit_run_prior(run, max_faces=args.prior_faces)
     mappers = {
         "prior": OcclusionMapper(run, prior=True),
@@ -376,18 +389,21 @@ def markdown(report: dict) -> str:
             f"Clean faces' mean outlier share: {fractions['prior']:.3f} with the prior, "
             f"{fractions['no prior']:.3f} without.",
             "",
-            "| occluder | IoU | F1 | AUC | IoU, no prior | F1, no prior | AUC, no prior |",
-            "|---|---|---|---|---|---|---|",
+            "| occluder | IoU | F1 | AUC | AUC, pixels | IoU, no prior | F1, no prior | "
+            "AUC, no prior |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for kind, row in result["occluders"].items():
             p, q = row["prior"], row["no prior"]
             lines.append(
-                f"| {kind} | {p['iou']:.3f} | {p['f1']:.3f} | {p['auc']:.3f} | {q['iou']:.3f} | "
-                f"{q['f1']:.3f} | {q['auc']:.3f} |"
+                f"| {kind} | {p['iou']:.3f} | {p['f1']:.3f} | {p['auc']:.3f} | "
+                f"{p['auc_pixels']:.3f} | {q['iou']:.3f} | {q['f1']:.3f} | {q['auc']:.3f} |"
             )
-        lines += ["", "| manipulation | AUC | AUC, no prior |", "|---|---|---|"]
+        lines += ["", "| manipulation | AUC | AUC, pixels | AUC, no prior |", "|---|---|---|---|"]
         for kind, row in result["manipulations"].items():
-            lines.append(f"| {kind} | {row['prior']:.3f} | {row['no prior']:.3f} |")
+            lines.append(
+                f"| {kind} | {row['prior']:.3f} | {row['pixels']:.3f} | {row['no prior']:.3f} |"
+            )
         verification = result["verification"]
         lines += [
             "",

@@ -122,7 +122,9 @@ def anomaly(
 ) -> None:
     """Score every face in FOLDER by how little the run's autoencoder explains it, most first.
 
-    The score is the mean normalised residual; per region (eyes, nose, mouth) beside it.
+    The score is how far the encoder's patch tokens lie from clean faces' at the same place
+    (the mean of the highest tenth of their z-scores; the mean normalised residual for a run
+    whose prior has no tokens); per region (eyes, nose, mouth) beside it.
     Photos without a face are listed with the reason.
     """
     from facerep.tasks.occlusion import OcclusionMapper

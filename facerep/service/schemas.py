@@ -72,14 +72,16 @@ class OcclusionFace(DetectedFace):
     """A face with what the autoencoder could not explain in it."""
 
     anomaly_score: float = Field(
-        description="The mean residual normalised by the prior: higher is less like a clean face."
+        description="How far the encoder's patch tokens lie from clean faces' at the same place "
+        "(the mean of the highest tenth of their z-scores against the prior; the mean "
+        "normalised residual where the prior has no tokens): higher is less like a clean face."
     )
     outlier_fraction: float = Field(description="Share of the aligned crop the mask covers.")
     regions: dict[str, float] = Field(
         description="Outlier share of each face region: eyes, nose, mouth (from the landmarks)."
     )
     region_scores: dict[str, float] = Field(
-        description="Mean normalised residual of each face region."
+        description="Mean token z-score (or normalised residual) of each face region."
     )
     mask_png: str = Field(
         description="The outlier mask in the photo's pixels, a base64 grey PNG (255: outlier)."

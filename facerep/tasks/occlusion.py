@@ -19,6 +19,11 @@ Here the face model is a facerep run's masked autoencoder:
    `MIN_OUTLIER_AREA` of the face are dropped: the outlier mask.
 4. The patches the mask covers are then hidden in every pass, so no prediction leans on the
    occluder, and steps 2-3 run again (one round of FOCUS's alternation).
+5. The anomaly score of a ViT run's face comes from its encoder's tokens instead (PaDiM-style,
+   `TokenPrior`): each patch token's Mahalanobis distance from the clean faces' tokens at that
+   location, as a z-score against held-out clean faces; the score is the mean of the highest
+   `TOKEN_TOP_SHARE` of them. The pixel residual cannot score a smooth occluder the decoder
+   copies from its neighbours (a hand); the token, which knows it is not a cheek, can.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from facerep.models.losses import patch_norm_stats
 from facerep.models.masking import face_regions, rows_by_mask_count
 from facerep.models.vit import patchify, unpatchify
 from facerep.runs import load_run_model, weights_digest
-from facerep.tasks.occlusion_prior import OcclusionPrior, run_prior
+from facerep.tasks.occlusion_prior import OcclusionPrior, TokenPrior, run_prior
 from facerep.types import Face
 
 # The lattice of the complementary masks: a stride of 2 shows every other patch in both
@@ -62,6 +67,12 @@ HIDE_PATCH_SHARE = 0.25
 # Faces the prior sets the threshold on are held out of its mean and spread, so the threshold
 # sees residuals as unseen clean faces give them.
 THRESHOLD_SHARE = 0.2
+# The anomaly score is the mean of this share of a face's patches, those with the highest token
+# z-scores: an occluder or a swapped region covers part of the face, and the mean over all
+# patches dilutes it. Set on the built-in LFW sample with the bench's synthetic occluders
+# (mean AUC of the 4 kinds against clean faces 0.977 at a tenth, 0.972 at a quarter, 0.948
+# for the mean of all patches; the pixel residual's mean 0.824), never on ORL or cs131.
+TOKEN_TOP_SHARE = 0.1
 # Regions of `face_regions` reported per face; the eyes are one region.
 REGIONS = {"eyes": (0, 1), "nose": (2,), "mouth": (3,)}
 
@@ -74,9 +85,12 @@ class OcclusionMap:
         residual: `[H, W]` absolute residual, mean over channels, in the model's target units.
         normalised: `[H, W]` residual normalised by the prior (or by the face's own spread).
         mask: `[H, W]` bool outlier mask.
-        score: the face's anomaly score, the mean normalised residual.
+        score: the face's anomaly score: the mean of its highest `TOKEN_TOP_SHARE` token
+            z-scores where the prior has tokens, else the mean normalised residual.
         regions: outlier share of each face region (eyes, nose, mouth).
-        region_scores: mean normalised residual of each face region.
+        region_scores: mean token z-score (else normalised residual) of each face region.
+        tokens: `[gh, gw]` z-score of each patch token's distance from clean faces' tokens at
+            that place, or None without a token prior.
     """
 
     residual: np.ndarray
@@ -85,6 +99,7 @@ class OcclusionMap:
     score: float
     regions: dict[str, float]
     region_scores: dict[str, float]
+    tokens: np.ndarray | None = None
 
     @property
     def outlier_fraction(self) -> float:
@@ -199,10 +214,30 @@ class OcclusionMapper:
             residuals[again] = self.residuals(faces[again], hidden[again])
             normalised[again] = self.normalise(residuals[again])
         points = _crop_points(landmarks, len(faces), faces.shape[1], self.input_size, self.padding)
+        tokens = self.token_scores(faces)
         return [
-            _occlusion_map(r.mean(axis=-1), n, outlier_mask(n, threshold), p)
-            for r, n, p in zip(residuals, normalised, points, strict=True)
+            _occlusion_map(r.mean(axis=-1), n, outlier_mask(n, threshold), p, t)
+            for r, n, p, t in zip(residuals, normalised, points, tokens, strict=True)
         ]
+
+    def tokens(self, faces: np.ndarray) -> np.ndarray:
+        """The encoder's patch tokens of `[N, S, S, 3]` uint8 faces, nothing hidden: `[N, L, D]`."""
+        parts = [self._tokens(faces[i : i + self.batch_size])
+                 for i in range(0, len(faces), self.batch_size)]  # fmt: skip
+        return np.concatenate(parts)
+
+    @torch.no_grad()
+    def _tokens(self, faces: np.ndarray) -> np.ndarray:
+        imgs = model_inputs(faces, self.input_size, self.mean, self.std, self.device)
+        return self.model.forward_tokens(imgs).float().cpu().numpy()
+
+    def token_scores(self, faces: np.ndarray) -> list[np.ndarray | None]:
+        """Per face its `[gh, gw]` token z-scores against the prior; Nones without token prior."""
+        if self.prior is None or self.prior.tokens is None:
+            return [None] * len(faces)
+        grid = self.model.grid_size
+        scores = token_zscores(self.tokens(faces), self.prior.tokens)
+        return list(scores.reshape(len(faces), *grid))
 
     def explain_photo(self, image: np.ndarray, source: str = "image") -> list[FaceOcclusion]:
         """Every face of an `[H, W, 3]` uint8 photo with its occlusion map, largest first.
@@ -265,6 +300,35 @@ class FaceOcclusion:
 
     face: Face
     map: OcclusionMap
+
+
+def token_distances(tokens: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """`[N, L]` Mahalanobis distance of `[N, L, D]` tokens from `[L, D]` means, `[L, D, D]`
+    precisions, one location at a time."""
+    centred = (tokens - mean[None]).transpose(1, 0, 2)  # [L, N, D]
+    squared = np.einsum("lnd,lnd->ln", centred @ precision, centred)
+    return np.sqrt(np.maximum(squared, 0.0)).T
+
+
+def token_zscores(tokens: np.ndarray, prior: TokenPrior) -> np.ndarray:
+    """`[N, L]` token distances as z-scores against the prior's held-out clean faces."""
+    distances = token_distances(tokens, prior.mean_, prior.precision_)
+    return (distances - prior.distance_mean_) / prior.distance_std_
+
+
+def fit_token_prior(fit: np.ndarray, held: np.ndarray) -> TokenPrior:
+    """A Gaussian per location from `[N, L, D]` clean tokens `fit`, the distances' scale from
+    `held` (faces the Gaussians did not see, as unseen faces will give them)."""
+    from sklearn.covariance import LedoitWolf
+
+    # Ledoit-Wolf shrinkage: a few thousand faces estimate a 192-d covariance poorly, and the
+    # precision of the sample covariance would blow up its smallest directions.
+    fits = [LedoitWolf().fit(fit[:, loc].astype(np.float64)) for loc in range(fit.shape[1])]
+    mean = np.stack([f.location_ for f in fits]).astype(np.float32)
+    precision = np.stack([f.precision_ for f in fits]).astype(np.float32)
+    distances = token_distances(held, mean, precision)
+    spread = np.maximum(distances.std(axis=0), 1e-6)
+    return TokenPrior(mean, precision, distances.mean(axis=0), spread)
 
 
 def lattice_groups(grid: tuple[int, int]) -> np.ndarray:
@@ -330,17 +394,36 @@ def region_discs(landmarks: np.ndarray, size: int) -> dict[str, np.ndarray]:
 
 
 def _occlusion_map(
-    residual: np.ndarray, normalised: np.ndarray, mask: np.ndarray, landmarks: np.ndarray
+    residual: np.ndarray,
+    normalised: np.ndarray,
+    mask: np.ndarray,
+    landmarks: np.ndarray,
+    tokens: np.ndarray | None,
 ) -> OcclusionMap:
     discs = region_discs(landmarks, mask.shape[0])
+    if tokens is None:
+        score, evidence = float(normalised.mean()), normalised
+    else:
+        top = max(1, round(TOKEN_TOP_SHARE * tokens.size))
+        score, evidence = float(np.sort(tokens, axis=None)[-top:].mean()), _resized(tokens, mask)
     return OcclusionMap(
         residual=residual,
         normalised=normalised,
         mask=mask,
-        score=float(normalised.mean()),
+        score=score,
         regions={name: float(mask[disc].mean()) for name, disc in discs.items()},
-        region_scores={name: float(normalised[disc].mean()) for name, disc in discs.items()},
+        region_scores={name: float(evidence[disc].mean()) for name, disc in discs.items()},
+        tokens=tokens,
     )
+
+
+def _resized(grid: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """A `[gh, gw]` map of patch values, bilinear at `like`'s size (pixel centres aligned)."""
+    out = torch.nn.functional.interpolate(
+        torch.from_numpy(np.ascontiguousarray(grid, np.float32))[None, None],
+        size=like.shape, mode="bilinear", align_corners=False,
+    )  # fmt: skip
+    return out[0, 0].numpy()
 
 
 def _crop_points(
@@ -376,7 +459,11 @@ def fit_occlusion_prior(
     partial = OcclusionPrior(mean, std, 0.0, len(fit_rows), mapper.weights)
     normalised = normalise_residuals(mapper.residuals(np.asarray(faces[threshold_rows])), partial)
     threshold = float(np.quantile([smoothed(m) for m in normalised], CLEAN_QUANTILE))
-    return OcclusionPrior(mean, std, threshold, len(faces), mapper.weights)
+    tokens = None
+    if hasattr(mapper.model, "forward_tokens"):  # a ViT; the conv-AE has no patch tokens
+        fit_faces, held_faces = (np.asarray(faces[rows]) for rows in (fit_rows, threshold_rows))
+        tokens = fit_token_prior(mapper.tokens(fit_faces), mapper.tokens(held_faces))
+    return OcclusionPrior(mean, std, threshold, len(faces), mapper.weights, tokens)
 
 
 def fit_run_prior(

@@ -1,7 +1,10 @@
-"""A run's occlusion prior on disk: the typical residuals of its autoencoder on clean faces.
+"""A run's occlusion prior on disk: the typical residuals and tokens of its model on clean faces.
 
-    RUN/occlusion_prior.safetensors   mean [H, W, C], std [H, W, C]; metadata: the threshold,
-                                      the faces it was fitted on, the weights it was fitted for
+    RUN/occlusion_prior.safetensors   mean [H, W, C], std [H, W, C]; for a ViT also
+                                      token_mean [L, D], token_precision [L, D, D],
+                                      token_distance_mean [L], token_distance_std [L];
+                                      metadata: the threshold, the faces it was fitted on, the
+                                      weights it was fitted for
 
 Fitted by `facerep occlusion-prior` (`facerep.tasks.occlusion.fit_occlusion_prior`); a prior
 fitted for other weights than the run's current ones is refused, as a stale whitening is.
@@ -18,6 +21,29 @@ from facerep.files import atomic_write_bytes
 from facerep.runs import weights_digest
 
 PRIOR_FILE = "occlusion_prior.safetensors"
+TOKEN_TENSORS = ("mean", "precision", "distance_mean", "distance_std")
+
+
+@dataclass(frozen=True)
+class TokenPrior:
+    """Typical encoder tokens of clean faces at each patch location: a Gaussian per location.
+
+    After PaDiM (Defard et al., "PaDiM: a Patch Distribution Modeling Framework for Anomaly
+    Detection and Localization", ICPR 2021), which suits aligned faces: a token far, in
+    Mahalanobis distance, from what clean faces have at that place is evidence of an occluder
+    or a manipulation even where the decoder reconstructs the pixels well (a smooth hand).
+
+    Attributes:
+        mean_: `[L, D]` mean token per patch location, patches in `patchify` order.
+        precision_: `[L, D, D]` inverse of the Ledoit-Wolf shrunk covariance per location.
+        distance_mean_, distance_std_: `[L]` mean and spread of the distance on held-out clean
+            faces, so distances become z-scores comparable across locations.
+    """
+
+    mean_: np.ndarray
+    precision_: np.ndarray
+    distance_mean_: np.ndarray
+    distance_std_: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -30,6 +56,8 @@ class OcclusionPrior:
             under: the mask's default threshold.
         faces: how many faces it was fitted on.
         weights: digest of the run weights it was fitted for.
+        tokens: the encoder tokens' prior (ViT runs); None for a conv-AE or a prior fitted
+            before tokens were.
     """
 
     mean_: np.ndarray
@@ -37,6 +65,7 @@ class OcclusionPrior:
     threshold_: float
     faces: int
     weights: str
+    tokens: TokenPrior | None = None
 
 
 def save_prior(run: str | Path, prior: OcclusionPrior) -> Path:
@@ -49,6 +78,11 @@ def save_prior(run: str | Path, prior: OcclusionPrior) -> Path:
         "mean": np.ascontiguousarray(prior.mean_, np.float32),
         "std": np.ascontiguousarray(prior.std_, np.float32),
     }
+    if prior.tokens is not None:
+        tensors |= {
+            f"token_{name}": np.ascontiguousarray(getattr(prior.tokens, f"{name}_"), np.float32)
+            for name in TOKEN_TENSORS
+        }
     metadata = {
         "weights": prior.weights,
         "faces": str(prior.faces),
@@ -69,8 +103,19 @@ def load_prior(run: str | Path) -> OcclusionPrior | None:
         with safe_open(str(path), framework="numpy") as f:
             metadata = f.metadata() or {}
             mean, std = f.get_tensor("mean"), f.get_tensor("std")
+            stored = set(f.keys())
+            tokens = (
+                TokenPrior(*(f.get_tensor(f"token_{name}") for name in TOKEN_TENSORS))
+                if "token_mean" in stored
+                else None
+            )
         return OcclusionPrior(
-            mean, std, float(metadata["threshold"]), int(metadata["faces"]), metadata["weights"]
+            mean,
+            std,
+            float(metadata["threshold"]),
+            int(metadata["faces"]),
+            metadata["weights"],
+            tokens,
         )
     except (SafetensorError, OSError, KeyError, ValueError) as e:
         raise ValueError(f"{path}: damaged occlusion prior ({e}); refit it") from None
