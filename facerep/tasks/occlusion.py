@@ -224,6 +224,8 @@ class OcclusionMapper:
         """The encoder's patch tokens of `[N, S, S, 3]` uint8 faces, nothing hidden: `[N, L, D]`."""
         parts = [self._tokens(faces[i : i + self.batch_size])
                  for i in range(0, len(faces), self.batch_size)]  # fmt: skip
+        if not parts:
+            return np.zeros((0, self.model.num_patches, self.model.embed_dim), np.float32)
         return np.concatenate(parts)
 
     @torch.no_grad()

@@ -150,6 +150,7 @@ def test_the_token_prior_scores_a_smooth_blob_and_places_it(
     blob[:, disc] = (200, 150, 120)
     clean, covered = mapper.maps(faces, landmarks), mapper.maps(blob, landmarks)
     assert all(m.tokens.shape == (4, 4) for m in clean)
+    assert mapper.tokens(faces[:0]).shape == (0, 16, mapper.model.embed_dim)
     # This 8-epoch test model is weaker than a real run (the bench measures the gain over the
     # pixels there); it still scores most covered faces above their clean selves.
     pairs = list(zip(clean, covered, strict=True))
