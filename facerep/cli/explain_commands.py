@@ -49,7 +49,8 @@ def occlusion_prior(
     ] = 2000,
     json: Json = False,
 ) -> None:
-    """Fit the run's occlusion prior: its typical residuals per pixel on clean faces.
+    """Fit the run's occlusion prior: its typical residuals per pixel on clean faces, and for a
+    ViT its typical encoder tokens per patch (what the anomaly score measures against).
 
     Identity datasets give only the run's training identities. Writes
     RUN/occlusion_prior.safetensors, which `occlusion`, `anomaly` and the service then use.

@@ -448,6 +448,8 @@ def fit_occlusion_prior(
     """The prior of `mapper`'s run on clean `[N, S, S, 3]` uint8 faces (at least 10).
 
     The mean and spread come from most faces; the threshold from the `THRESHOLD_SHARE` held out.
+    For a ViT the token prior too: its Gaussians from the same faces, its z-scale from those held
+    out.
     """
     if len(faces) < 10:
         raise ValueError(f"an occlusion prior needs at least 10 clean faces, got {len(faces)}")
