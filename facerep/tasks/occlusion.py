@@ -37,6 +37,7 @@ import torch
 from facerep.encoders.run import RunEncoder, model_inputs
 from facerep.faces.dlib_models import DetectorName
 from facerep.models.losses import patch_norm_stats
+from facerep.models.mae import MaskedAutoencoder
 from facerep.models.masking import face_regions, rows_by_mask_count
 from facerep.models.vit import patchify, unpatchify
 from facerep.runs import load_run_model, weights_digest
@@ -464,7 +465,9 @@ def fit_occlusion_prior(
     normalised = normalise_residuals(mapper.residuals(np.asarray(faces[threshold_rows])), partial)
     threshold = float(np.quantile([smoothed(m) for m in normalised], CLEAN_QUANTILE))
     tokens = None
-    if hasattr(mapper.model, "forward_tokens"):  # a ViT; the conv-AE has no patch tokens
+    # A ViT's tokens are one per patch of its grid. The conv-AE's are its bottleneck cells, on
+    # another grid than its masks' patches, and the token score was measured on ViTs only.
+    if isinstance(mapper.model, MaskedAutoencoder):
         fit_faces, held_faces = (np.asarray(faces[rows]) for rows in (fit_rows, threshold_rows))
         tokens = fit_token_prior(mapper.tokens(fit_faces), mapper.tokens(held_faces))
     return OcclusionPrior(mean, std, threshold, len(faces), mapper.weights, tokens)

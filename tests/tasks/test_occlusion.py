@@ -15,6 +15,7 @@ from facerep.runs import WEIGHTS_FILE, Preprocess, RunConfig, save_weights, writ
 from facerep.tasks.occlusion import (
     LATTICE,
     OcclusionMapper,
+    fit_occlusion_prior,
     fit_run_prior,
     fit_token_prior,
     lattice_groups,
@@ -170,6 +171,21 @@ def test_a_prior_without_tokens_still_loads_and_scores_by_the_pixels(
     save_prior(copy, replace(load_prior(pixel_run), tokens=None))
     assert load_prior(copy).tokens is None
     (face,) = OcclusionMapper(copy).maps(unseen[0][:1])
+    assert face.tokens is None and face.score == pytest.approx(face.normalised.mean())
+
+
+def test_a_conv_ae_prior_has_no_token_prior_and_its_maps_score_by_the_pixels(
+    tmp_path: Path, unseen: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # Its bottleneck cells (4x4) lie on another grid than its masks' patches (8x8).
+    model = create_model("conv-ae")
+    write_run_config(tmp_path / "ae", RunConfig(model.config, Preprocess(64, 256, 0.25)))
+    save_weights(tmp_path / "ae" / WEIGHTS_FILE, model.state_dict())
+    faces, landmarks = unseen
+    prior = fit_occlusion_prior(OcclusionMapper(tmp_path / "ae", prior=False), faces[:12])
+    assert prior.tokens is None
+    save_prior(tmp_path / "ae", prior)
+    (face,) = OcclusionMapper(tmp_path / "ae").maps(faces[:1], landmarks[:1])
     assert face.tokens is None and face.score == pytest.approx(face.normalised.mean())
 
 
