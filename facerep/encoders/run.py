@@ -7,6 +7,7 @@ one the benchmark measures. `whiten=False` gives the raw pooled features (named 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,17 +69,10 @@ class RunEncoder:
         self.input_size = preprocess.input_size
         self.dim = self.whitening.dim if self.whitening else preprocess.embed_dim
 
-    @torch.no_grad()
     def tokens(self, faces: np.ndarray) -> torch.Tensor:
         """Patch tokens of `[N, H, W, 3]` uint8 faces: `[N, L, D]` on the CPU, float32."""
-        parts = [
-            self.model.forward_tokens(self._inputs(chunk)).float().cpu()
-            for chunk in _chunks(faces, self.batch_size)
-        ]
-        if not parts:
-            grid = self.model.grid_size
-            return torch.zeros(0, grid[0] * grid[1], self.config.preprocess.embed_dim)
-        return torch.cat(parts)
+        dim = self.config.preprocess.embed_dim
+        return model_tokens(self.model, faces, self._inputs, self.batch_size, dim)
 
     @torch.no_grad()
     def embed(self, faces: np.ndarray) -> np.ndarray:
@@ -155,6 +149,25 @@ def model_inputs(
             x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
         )
     return (x - mean) / std
+
+
+@torch.no_grad()
+def model_tokens(
+    model: torch.nn.Module,
+    faces: np.ndarray,
+    inputs: Callable[[np.ndarray], torch.Tensor],
+    batch_size: int,
+    dim: int,
+) -> torch.Tensor:
+    """`model.forward_tokens` of `[N, H, W, 3]` uint8 faces made model inputs by `inputs`, in
+    chunks of `batch_size`: `[N, L, dim]` float32 on the CPU."""
+    parts = [
+        model.forward_tokens(inputs(chunk)).float().cpu() for chunk in _chunks(faces, batch_size)
+    ]
+    if not parts:
+        grid = model.grid_size
+        return torch.zeros(0, grid[0] * grid[1], dim)
+    return torch.cat(parts)
 
 
 def _chunks(faces: np.ndarray, size: int):

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facerep.encoders.run import RunEncoder, model_inputs
+from facerep.encoders.run import RunEncoder, model_inputs, model_tokens
 from facerep.faces.dlib_models import DetectorName
 from facerep.models.losses import patch_norm_stats
 from facerep.models.mae import MaskedAutoencoder
@@ -159,7 +159,7 @@ class OcclusionMapper:
     @torch.no_grad()
     def _residuals(self, faces: np.ndarray, hidden: np.ndarray | None) -> np.ndarray:
         model = self.model
-        imgs = model_inputs(faces, self.input_size, self.mean, self.std, self.device)
+        imgs = self._inputs(faces)
         target = patchify(imgs, model.patch_size)
         if model.norm_pix_loss:
             mean, std = patch_norm_stats(target)
@@ -223,16 +223,11 @@ class OcclusionMapper:
 
     def tokens(self, faces: np.ndarray) -> np.ndarray:
         """The encoder's patch tokens of `[N, S, S, 3]` uint8 faces, nothing hidden: `[N, L, D]`."""
-        parts = [self._tokens(faces[i : i + self.batch_size])
-                 for i in range(0, len(faces), self.batch_size)]  # fmt: skip
-        if not parts:
-            return np.zeros((0, self.model.num_patches, self.model.embed_dim), np.float32)
-        return np.concatenate(parts)
+        dim = self.model.embed_dim
+        return model_tokens(self.model, faces, self._inputs, self.batch_size, dim).numpy()
 
-    @torch.no_grad()
-    def _tokens(self, faces: np.ndarray) -> np.ndarray:
-        imgs = model_inputs(faces, self.input_size, self.mean, self.std, self.device)
-        return self.model.forward_tokens(imgs).float().cpu().numpy()
+    def _inputs(self, faces: np.ndarray) -> torch.Tensor:
+        return model_inputs(faces, self.input_size, self.mean, self.std, self.device)
 
     def token_scores(self, faces: np.ndarray) -> list[np.ndarray | None]:
         """Per face its `[gh, gw]` token z-scores against the prior; Nones without token prior."""

@@ -38,6 +38,14 @@ def unseen(lfw_dataset: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(data.crops[PRIOR_FACES:]), data.landmarks[PRIOR_FACES:]
 
 
+def copied_run(run: Path, to: Path) -> Path:
+    """A copy of `run`'s config and weights, without its prior."""
+    to.mkdir()
+    for name in ("config.json", WEIGHTS_FILE):
+        (to / name).write_bytes((run / name).read_bytes())
+    return to
+
+
 def test_the_complementary_masks_show_each_patch_once_and_a_quarter_each_time() -> None:
     groups = lattice_groups((8, 8))
     counts = np.bincount(groups)
@@ -90,10 +98,7 @@ def test_the_prior_round_trips_with_the_run_and_a_stale_one_is_refused(
     prior = load_prior(pixel_run)
     assert prior is not None and prior.faces == PRIOR_FACES and prior.threshold_ > 0
     assert prior.mean_.shape == prior.std_.shape == (32, 32, 3) and (prior.std_ > 0).all()
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for name in ("config.json", WEIGHTS_FILE):
-        (copy / name).write_bytes((pixel_run / name).read_bytes())
+    copy = copied_run(pixel_run, tmp_path / "run")
     refit = fit_run_prior(copy, [str(lfw_dataset)], max_faces=PRIOR_FACES)
     again = load_prior(copy)
     assert np.array_equal(again.mean_, refit.mean_) and again.threshold_ == refit.threshold_
@@ -164,10 +169,7 @@ def test_a_prior_without_tokens_still_loads_and_scores_by_the_pixels(
 ) -> None:
     from dataclasses import replace
 
-    copy = tmp_path / "run"
-    copy.mkdir()
-    for name in ("config.json", WEIGHTS_FILE):
-        (copy / name).write_bytes((pixel_run / name).read_bytes())
+    copy = copied_run(pixel_run, tmp_path / "run")
     save_prior(copy, replace(load_prior(pixel_run), tokens=None))
     assert load_prior(copy).tokens is None
     (face,) = OcclusionMapper(copy).maps(unseen[0][:1])
